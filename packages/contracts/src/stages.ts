@@ -142,3 +142,19 @@ export const STAGE_RESULT_SCHEMAS = {
  * UnrecoverableError, or, from a client without it, a failedReason starting with this prefix.
  */
 export const PERMANENT_ERROR_PREFIX = 'PERMANENT:';
+
+/**
+ * Deterministic BullMQ job id of one run of a stage: adding it twice adds once.
+ * BullMQ refuses ':' in custom ids, and ids that are plain integers; this has neither.
+ * `generation` is bumped by retry and resume, so those get fresh ids.
+ */
+export function stageJobId(jobId: string, stage: Stage, generation: number): string {
+  return `${jobId}_${stage}_g${generation}`;
+}
+
+/** Inverse of stageJobId, or null for an id this system did not make. */
+export function parseStageJobId(id: string): { jobId: string; stage: Stage; generation: number } | null {
+  const m = /^([A-Za-z0-9-]+)_(download|dub|mux)_g(\d+)$/.exec(id);
+  if (!m) return null;
+  return { jobId: m[1]!, stage: m[2] as Stage, generation: Number(m[3]) };
+}
