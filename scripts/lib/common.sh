@@ -71,3 +71,8 @@ stop_private_redis() {
     wait "$REDIS_PID" 2>/dev/null || true
   fi
 }
+
+check_node_version() {
+  node -e "const [a,b]=process.versions.node.split('.').map(Number); process.exit(a>20||(a===20&&b>=12)?0:1)" \
+    || die "Node.js 20.12 or newer is required (found $(node --version))"
+}
