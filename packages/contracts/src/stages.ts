@@ -154,7 +154,8 @@ export function stageJobId(jobId: string, stage: Stage, generation: number): str
 
 /** Inverse of stageJobId, or null for an id this system did not make. */
 export function parseStageJobId(id: string): { jobId: string; stage: Stage; generation: number } | null {
-  const m = /^([A-Za-z0-9-]+)_(download|dub|mux)_g(\d+)$/.exec(id);
+  // The suffix is anchored, so a job id may itself contain '_'.
+  const m = /^([A-Za-z0-9_-]+)_(download|dub|mux)_g(\d+)$/.exec(id);
   if (!m) return null;
   return { jobId: m[1]!, stage: m[2] as Stage, generation: Number(m[3]) };
 }

@@ -1,0 +1,112 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createRedisConnection, closeRedis, waitForReady } from '../src/connections.js';
+import { createStageQueues } from '../src/stage-queues.js';
+import { createEventPublisher } from '../src/publisher.js';
+import { createOutboxDelivery, type OutboxItem, type OutboxStore } from '../src/outbox-delivery.js';
+import { closedPort, deleteKeysUnder, redisUrl, uniqueJobId, uniquePrefix } from './helpers.js';
+
+/** An in-memory outbox with the same contract as the db package's (due rows, delivered, failed). */
+function memoryStore(items: OutboxItem[], now = () => Date.now()) {
+  // Like the SQLite outbox: a row is available from the moment it is written.
+  const rows = items.map((item) => ({ item, delivered: false, availableAt: now(), errors: [] as string[] }));
+  const store: OutboxStore = {
+    listDue: (limit, at = new Date(now())) =>
+      rows.filter((r) => !r.delivered && r.availableAt <= at.getTime()).slice(0, limit).map((r) => r.item),
+    markDelivered: (ids) => rows.forEach((r) => ids.includes(r.item.id) && (r.delivered = true)),
+    markFailed: (id, error, retryAt) => {
+      const row = rows.find((r) => r.item.id === id)!;
+      row.errors.push(error);
+      row.availableAt = retryAt.getTime();
+    },
+  };
+  return { store, rows };
+}
+
+function downloadItem(id: number, jobId: string): OutboxItem {
+  return {
+    id,
+    kind: 'enqueue',
+    payload: {
+      stage: 'download',
+      queueJobId: `${jobId}_download_g0`,
+      payload: { jobId, generation: 0, workDir: jobId, url: 'https://example.com/v.mp4', formatPreset: 'best', wantSubtitles: false },
+    },
+  };
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('outbox delivery', () => {
+  it('enqueues and publishes due rows once, even when drained twice', async () => {
+    const prefix = uniquePrefix();
+    const redis = createRedisConnection(redisUrl(), 'producer');
+    const sub = createRedisConnection(redisUrl(), 'subscriber');
+    const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
+    cleanups.push(async () => {
+      await queues.close();
+      await deleteKeysUnder(redis, prefix);
+      await closeRedis(sub);
+      await closeRedis(redis);
+    });
+    const jobId = uniqueJobId();
+    const channel = `events:test-${prefix}`;
+    const received: string[] = [];
+    await sub.subscribe(channel);
+    sub.on('message', (_c, text) => received.push(text));
+
+    const { store, rows } = memoryStore([
+      downloadItem(1, jobId),
+      downloadItem(2, jobId), // the same stage twice: still one BullMQ job
+      { id: 3, kind: 'publish', payload: { channel, message: { hello: 'world' } } },
+    ]);
+    const delivery = createOutboxDelivery({ store, stageQueues: queues, publisher: createEventPublisher(redis) });
+
+    const first = await delivery.drain(10, 0);
+    expect(first.delivered).toEqual([1, 2, 3]);
+    expect(rows.every((r) => r.delivered)).toBe(true);
+    expect((await delivery.drain(10, 0)).delivered).toEqual([]);
+
+    // Delivering the same rows again (a crash after enqueue, before markDelivered) adds nothing.
+    await delivery.deliver([downloadItem(1, jobId)]);
+    expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(received).toEqual([JSON.stringify({ hello: 'world' })]);
+  });
+
+  it('leaves rows younger than the grace period to their writer', async () => {
+    const redis = createRedisConnection(redisUrl(), 'producer');
+    cleanups.push(() => closeRedis(redis));
+    // A producer fails fast until connected; the outbox would simply keep the row.
+    await waitForReady(redis);
+    let now = 1_000_000;
+    const { store } = memoryStore([{ id: 1, kind: 'publish', payload: { channel: 'events:x', message: {} } }], () => now);
+    const queues = createStageQueues({ connection: redis, prefix: uniquePrefix(), retries: { download: 1, dub: 1, mux: 1 } });
+    cleanups.push(() => queues.close());
+    const delivery = createOutboxDelivery({ store, stageQueues: queues, publisher: createEventPublisher(redis), clock: () => now });
+    expect((await delivery.drain(10, 5_000)).delivered).toEqual([]);
+    now += 5_000;
+    expect((await delivery.drain(10, 5_000)).delivered).toEqual([1]);
+  });
+
+  it('marks rows failed with a growing retry time when Redis is unreachable, and never throws', async () => {
+    const redis = createRedisConnection(`redis://127.0.0.1:${await closedPort()}`, 'producer');
+    cleanups.push(() => closeRedis(redis));
+    const queues = createStageQueues({ connection: redis, prefix: uniquePrefix(), retries: { download: 1, dub: 1, mux: 1 } });
+    cleanups.push(() => queues.close().catch(() => undefined));
+    const now = 5_000_000;
+    const { store, rows } = memoryStore([downloadItem(1, uniqueJobId())], () => now);
+    const delivery = createOutboxDelivery({ store, stageQueues: queues, publisher: createEventPublisher(redis), clock: () => now });
+
+    const report = await delivery.deliver(store.listDue(10));
+    expect(report.delivered).toEqual([]);
+    expect(report.failed).toHaveLength(1);
+    const firstRetry = rows[0]!.availableAt;
+    expect(firstRetry).toBeGreaterThan(now);
+    await delivery.deliver([rows[0]!.item]);
+    expect(rows[0]!.availableAt).toBeGreaterThan(firstRetry);
+    expect(rows[0]!.delivered).toBe(false);
+  });
+});
