@@ -1,0 +1,152 @@
+import type { Database } from 'better-sqlite3';
+import type { ChannelMessages, EventChannel } from '@dubgate/contracts/events';
+import type { Stage } from '@dubgate/contracts/states';
+import type { StagePayloads } from '@dubgate/contracts/stages';
+import { fromJson } from './json.js';
+import { systemClock, toIso, type Clock } from './time.js';
+
+/** What an 'enqueue' row asks the drainer to do: `queue(stage).add(..., payload, { jobId: queueJobId })`. */
+export type EnqueueMessage = {
+  [S in Stage]: {
+    stage: S;
+    /** Deterministic BullMQ job id (contracts' stageJobId): adding twice adds once. */
+    queueJobId: string;
+    payload: StagePayloads[S];
+    /** Optional BullMQ delay in ms (retry backoff). */
+    delayMs?: number;
+  };
+}[Stage];
+
+/** What a 'publish' row asks the drainer to do: `redis.publish(channel, JSON.stringify(message))`. */
+export type PublishMessage = {
+  [C in EventChannel]: { channel: C; message: ChannelMessages[C] };
+}[EventChannel];
+
+export type OutboxInput =
+  | { kind: 'enqueue'; jobId: string | null; payload: EnqueueMessage; availableAt?: Date | string }
+  | { kind: 'publish'; jobId: string | null; payload: PublishMessage; availableAt?: Date | string };
+
+interface OutboxMeta {
+  id: number;
+  jobId: string | null;
+  createdAt: string;
+  availableAt: string;
+  deliveredAt: string | null;
+  attempts: number;
+  lastError: string | null;
+}
+export type OutboxRecord =
+  | (OutboxMeta & { kind: 'enqueue'; payload: EnqueueMessage })
+  | (OutboxMeta & { kind: 'publish'; payload: PublishMessage });
+
+interface OutboxRow {
+  id: number;
+  job_id: string | null;
+  kind: 'enqueue' | 'publish';
+  payload: string;
+  created_at: string;
+  available_at: string;
+  delivered_at: string | null;
+  attempts: number;
+  last_error: string | null;
+}
+
+function toRecord(row: OutboxRow): OutboxRecord {
+  const meta: OutboxMeta = {
+    id: row.id,
+    jobId: row.job_id,
+    createdAt: row.created_at,
+    availableAt: row.available_at,
+    deliveredAt: row.delivered_at,
+    attempts: row.attempts,
+    lastError: row.last_error,
+  };
+  // payload has a json_valid CHECK, so fromJson only returns null for a literal JSON null.
+  return { ...meta, kind: row.kind, payload: fromJson(row.payload) } as OutboxRecord;
+}
+
+const MAX_ERROR_LENGTH = 2000;
+
+export interface OutboxRepositoryOptions {
+  clock?: Clock;
+}
+
+export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptions = {}) {
+  const clock = opts.clock ?? systemClock;
+  const insert = db.prepare<[string | null, string, string, string, string]>(
+    'INSERT INTO outbox (job_id, kind, payload, created_at, available_at) VALUES (?, ?, ?, ?, ?)',
+  );
+  const due = db.prepare<[string, number], OutboxRow>(
+    `SELECT * FROM outbox WHERE delivered_at IS NULL AND available_at <= ? ORDER BY id LIMIT ?`,
+  );
+  const delivered = db.prepare<[string, number]>(
+    'UPDATE outbox SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL',
+  );
+  const failed = db.prepare<[string, string, number]>(
+    `UPDATE outbox SET attempts = attempts + 1, last_error = ?, available_at = ?
+     WHERE id = ? AND delivered_at IS NULL`,
+  );
+  const pending = db.prepare<[], number>('SELECT count(*) FROM outbox WHERE delivered_at IS NULL').pluck();
+  const oldestPending = db
+    .prepare<[], string | null>('SELECT min(available_at) FROM outbox WHERE delivered_at IS NULL')
+    .pluck();
+  const purge = db.prepare<[string]>('DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?');
+  const byId = db.prepare<[number], OutboxRow>('SELECT * FROM outbox WHERE id = ?');
+
+  /** Appends rows in order and returns their ids. Joins the caller's transaction when there is one. */
+  const add = db.transaction((rows: readonly OutboxInput[]): number[] => {
+    const now = toIso(clock());
+    return rows.map((r) => {
+      const availableAt = r.availableAt === undefined ? now : toIso(r.availableAt);
+      return Number(insert.run(r.jobId, r.kind, JSON.stringify(r.payload), now, availableAt).lastInsertRowid);
+    });
+  });
+
+  const markDeliveredTx = db.transaction((ids: readonly number[], at: string): number => {
+    let n = 0;
+    for (const id of ids) n += delivered.run(at, id).changes;
+    return n;
+  });
+
+  return {
+    add(rows: readonly OutboxInput[]): number[] {
+      return rows.length === 0 ? [] : add(rows);
+    },
+
+    /** Undelivered rows whose time has come, oldest first. */
+    listDue(limit: number, now: Date | string = clock()): OutboxRecord[] {
+      return due.all(toIso(now), Math.max(0, Math.trunc(limit))).map(toRecord);
+    },
+
+    /** Marks rows delivered; returns how many were still pending. */
+    markDelivered(ids: readonly number[], at: Date | string = clock()): number {
+      return ids.length === 0 ? 0 : markDeliveredTx(ids, toIso(at));
+    },
+
+    /** Records a failed delivery attempt and when to try again. */
+    markFailed(id: number, error: string, retryAt: Date | string): boolean {
+      return failed.run(error.slice(0, MAX_ERROR_LENGTH), toIso(retryAt), id).changes > 0;
+    },
+
+    pendingCount(): number {
+      return pending.get() ?? 0;
+    },
+
+    /** available_at of the oldest pending row, or null: how far behind the drainer is. */
+    oldestPendingAt(): string | null {
+      return oldestPending.get() ?? null;
+    },
+
+    /** Deletes rows delivered before `olderThan`; returns how many. */
+    purgeDelivered(olderThan: Date | string): number {
+      return purge.run(toIso(olderThan)).changes;
+    },
+
+    get(id: number): OutboxRecord | null {
+      const row = byId.get(id);
+      return row ? toRecord(row) : null;
+    },
+  };
+}
+
+export type OutboxRepository = ReturnType<typeof createOutboxRepository>;
