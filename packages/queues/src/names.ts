@@ -32,6 +32,10 @@ export interface GatewayKeys {
   revokedSessionKey(sessionId: string): string;
   /** Held by the one scheduler allowed to act. */
   readonly schedulerLockKey: string;
+  /** Where the scheduler has read each stage's BullMQ event stream up to. */
+  schedulerCursorKey(stage: Stage): string;
+  /** Present (JSON reason, with a TTL) while downloads are held back by backpressure. */
+  readonly downloadsHeldKey: string;
 }
 
 /** Key helpers under `prefix` (tests pass their own so runs never collide). */
@@ -42,6 +46,8 @@ export function gatewayKeys(prefix: string = GATEWAY_KEY_PREFIX): GatewayKeys {
     jobOwnerKey: (jobId) => `${prefix}:job-owner:${nonEmpty(jobId, 'jobId')}`,
     revokedSessionKey: (sid) => `${prefix}:session-revoked:${nonEmpty(sid, 'session id')}`,
     schedulerLockKey: `${prefix}:scheduler:lock`,
+    schedulerCursorKey: (stage) => `${prefix}:scheduler:cursor:${stage}`,
+    downloadsHeldKey: `${prefix}:downloads-held`,
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Stage } from '@dubgate/contracts/states';
 import type { StageQueues } from './stage-queues.js';
 import type { EventPublisher } from './publisher.js';
+import type { Redis } from 'ioredis';
 import type { Logger } from './connections.js';
 
 /**
@@ -26,6 +27,11 @@ export interface OutboxDeliveryOptions {
   stageQueues: Pick<StageQueues, 'enqueueRaw' | 'queues'>;
   publisher: Pick<EventPublisher, 'publishRaw'>;
   logger?: Logger;
+  /**
+   * Keeps the job-owner key realtime nodes authorize with: set on job_added, deleted on
+   * job_removed, as part of delivering those rows (so it survives Redis outages too).
+   */
+  ownership?: { redis: Pick<Redis, 'set' | 'del'>; ownerKey: (jobId: string) => string };
   /** Delay before a failed row is tried again; grows with its attempts. */
   retryDelayMs?: (attempts: number) => number;
   clock?: () => number;
@@ -66,8 +72,18 @@ export function createOutboxDelivery(options: OutboxDeliveryOptions): OutboxDeli
       }
     } else {
       const { channel, message } = item.payload;
+      await recordOwnership(message);
       await publisher.publishRaw(channel, JSON.stringify(message));
     }
+  }
+
+  async function recordOwnership(message: unknown): Promise<void> {
+    if (!options.ownership || typeof message !== 'object' || message === null) return;
+    const m = message as { type?: unknown; jobId?: unknown; payload?: { ownerId?: unknown } };
+    if (typeof m.jobId !== 'string') return;
+    const key = options.ownership.ownerKey(m.jobId);
+    if (m.type === 'job_added' && typeof m.payload?.ownerId === 'string') await options.ownership.redis.set(key, m.payload.ownerId);
+    else if (m.type === 'job_removed') await options.ownership.redis.del(key);
   }
 
   async function deliver(items: readonly OutboxItem[]): Promise<DeliveryReport> {

@@ -23,6 +23,9 @@ export const COUNTED_STATES = [
 export type CountedState = (typeof COUNTED_STATES)[number];
 export type StageCounts = Record<CountedState, number>;
 
+/** Approximate length BullMQ trims each queue's event stream to (its default is 10,000). */
+export const EVENT_STREAM_MAX_LEN = 100_000;
+
 export interface KeepPolicy {
   /** Completed jobs: the scheduler reads results promptly; a day also keeps re-adds of a finished id deduplicated. */
   completed: KeepJobs;
@@ -125,6 +128,9 @@ export function createStageQueues(options: StageQueuesOptions): StageQueues {
       skipWaitingForReady: true,
       skipVersionCheck: true,
       defaultJobOptions: jobOptions(stage),
+      // The scheduler reads this stream from a cursor; a longer one lets it fall further
+      // behind (restart, burst) before the reconciler has to repair from job records.
+      streams: { events: { maxLen: EVENT_STREAM_MAX_LEN } },
     });
     // An 'error' event without a listener would crash the process.
     queue.on('error', (err) => logger.error({ err, queue: STAGE_QUEUES[stage], prefix }, 'stage queue error'));
