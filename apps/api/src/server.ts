@@ -1,0 +1,42 @@
+import { loadApiConfig } from './config.js';
+import { buildApp } from './app.js';
+import { createLogger } from '@dubgate/runtime/logger';
+import { createShutdown } from '@dubgate/runtime/shutdown';
+import { ConfigError } from '@dubgate/runtime/config';
+
+/** The api process: configuration, logger, signals, listen. Everything else is in app.ts. */
+async function main() {
+  let config;
+  try {
+    config = loadApiConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ name: 'api', level: config.LOG_LEVEL });
+  const shutdown = createShutdown({ logger, timeoutMs: config.SHUTDOWN_TIMEOUT_MS });
+  shutdown.listen();
+
+  const app = await buildApp({ config, logger });
+  // Fastify's close stops accepting, lets in-flight requests finish, then closes SQLite and Redis.
+  shutdown.add('http server and resources', () => app.close());
+
+  if (app.generatedAdminPassword) {
+    process.stderr.write(
+      `\n  First start: created admin account "${config.ADMIN_USERNAME}" with password: ${app.generatedAdminPassword}\n` +
+        '  It is shown only this once. Set ADMIN_PASSWORD to choose it yourself.\n\n',
+    );
+  }
+
+  await app.listen({ port: config.API_PORT, host: config.HOST });
+  // PM2 wait_ready: the process is up once it listens.
+  process.send?.('ready');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`api failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
