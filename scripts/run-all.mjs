@@ -1,0 +1,63 @@
+// Foreground supervisor for `npm start`: runs every built process of the system with the
+// shared environment, forwards Ctrl-C/SIGTERM, and exits when all have stopped.
+// Production uses PM2 (ecosystem.config.js) instead; this is the one-command way in.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const env = { ...process.env };
+const apiPort = env.API_PORT ?? '3000';
+const host = env.HOST ?? '127.0.0.1';
+
+/** The processes, in start order. Each entry is an app folder with dist/server.js. */
+const processes = [
+  { name: 'api', app: 'api', env: {} },
+  { name: 'scheduler', app: 'scheduler', env: {} },
+].filter((p) => existsSync(join(root, 'apps', p.app, 'dist', 'server.js')));
+
+if (processes.length === 0) {
+  console.error('[dubgate] nothing to run: no built process under apps/*/dist/server.js');
+  process.exit(1);
+}
+
+const children = new Map();
+let stopping = false;
+let exitCode = 0;
+
+for (const p of processes) {
+  const child = spawn(process.execPath, [join(root, 'apps', p.app, 'dist', 'server.js')], {
+    cwd: root,
+    env: { ...env, ...p.env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  children.set(p.name, child);
+  child.on('exit', (code, signal) => {
+    children.delete(p.name);
+    if (!stopping) {
+      console.error(`[dubgate] ${p.name} exited unexpectedly (${signal ?? `code ${code}`}); stopping the rest`);
+      exitCode = 1;
+      stopAll('SIGTERM');
+    }
+    if (children.size === 0) process.exit(exitCode);
+  });
+}
+
+console.error(`
+[dubgate] running: ${processes.map((p) => p.name).join(', ')}
+[dubgate]   REST API      http://${host}:${apiPort}/api   (OpenAPI: /api/openapi.json)
+[dubgate]   health        http://${host}:${apiPort}/healthz   metrics: /metrics
+[dubgate]   scheduler     http://${host}:${env.SCHEDULER_PORT ?? '3002'}/healthz   metrics: /metrics
+[dubgate]   log in        curl -s -X POST http://${host}:${apiPort}/api/auth/login -H 'content-type: application/json' \\
+[dubgate]                   -d '{"username":"${env.ADMIN_USERNAME ?? 'admin'}","password":"<password>"}'
+[dubgate]                 (the admin password is printed once at first start, or is ADMIN_PASSWORD)
+[dubgate]   Ctrl-C stops everything
+`);
+
+function stopAll(signal) {
+  stopping = true;
+  for (const child of children.values()) child.kill(signal);
+}
+
+process.on('SIGINT', () => (stopping ? process.exit(130) : stopAll('SIGTERM')));
+process.on('SIGTERM', () => stopAll('SIGTERM'));
