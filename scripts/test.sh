@@ -31,7 +31,7 @@ fi
 rm -f packages/*/.test-results.json apps/*/.test-results.json
 log "running tests"
 status=0
-pnpm exec turbo run test --concurrency=2 --output-logs=full -- \
+pnpm exec turbo run test --concurrency=2 --continue --output-logs=full -- \
   --reporter=default --reporter=json --outputFile.json=.test-results.json || status=$?
 node scripts/summarize-tests.mjs || status=1
 exit "$status"

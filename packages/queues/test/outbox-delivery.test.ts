@@ -44,6 +44,7 @@ describe('outbox delivery', () => {
     const prefix = uniquePrefix();
     const redis = createRedisConnection(redisUrl(), 'producer');
     const sub = createRedisConnection(redisUrl(), 'subscriber');
+    await waitForReady(redis); // a producer fails fast until connected
     const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
     cleanups.push(async () => {
       await queues.close();
