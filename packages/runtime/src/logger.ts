@@ -68,5 +68,7 @@ export interface CreateLoggerOptions extends LoggerSettings {
 
 export function createLogger({ destination, ...settings }: CreateLoggerOptions): Logger {
   const options = loggerOptions(settings);
-  return destination ? pino(options, destination) : pino(options);
+  // pino's default stdout stream is asynchronous: a chunk still being written when the process
+  // exits lands after (or instead of) the last lines. Shutdown logs must arrive whole and in order.
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
 }
