@@ -16,7 +16,7 @@ import {
 } from '@dubgate/contracts/jobs';
 import { DEFAULT_PAGE_LIMIT, type JobListResponse, type ListJobsQuery, type LogsQuery, type LogsResponse } from '@dubgate/contracts/api';
 import { AppError, ConflictError, NotFoundError, ValidationError } from '@dubgate/runtime/errors';
-import { checkJobUrl } from '../url-policy.js';
+import { checkJobUrl } from '@dubgate/runtime/url-policy';
 import { removeJobMedia } from '../media-files.js';
 import type { AuthUser } from '../auth-context.js';
 
