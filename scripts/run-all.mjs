@@ -14,6 +14,7 @@ const host = env.HOST ?? '127.0.0.1';
 const processes = [
   { name: 'api', app: 'api', env: {} },
   { name: 'scheduler', app: 'scheduler', env: {} },
+  { name: 'relay', app: 'relay', env: {} },
 ].filter((p) => existsSync(join(root, 'apps', p.app, 'dist', 'server.js')));
 
 if (processes.length === 0) {
@@ -43,16 +44,19 @@ for (const p of processes) {
   });
 }
 
-console.error(`
-[dubgate] running: ${processes.map((p) => p.name).join(', ')}
-[dubgate]   REST API      http://${host}:${apiPort}/api   (OpenAPI: /api/openapi.json)
-[dubgate]   health        http://${host}:${apiPort}/healthz   metrics: /metrics
-[dubgate]   scheduler     http://${host}:${env.SCHEDULER_PORT ?? '3002'}/healthz   metrics: /metrics
-[dubgate]   log in        curl -s -X POST http://${host}:${apiPort}/api/auth/login -H 'content-type: application/json' \\
-[dubgate]                   -d '{"username":"${env.ADMIN_USERNAME ?? 'admin'}","password":"<password>"}'
-[dubgate]                 (the admin password is printed once at first start, or is ADMIN_PASSWORD)
-[dubgate]   Ctrl-C stops everything
-`);
+const running = new Set(processes.map((p) => p.name));
+const lines = [
+  `running: ${processes.map((p) => p.name).join(', ')}`,
+  running.has('api') && `  REST API      http://${host}:${apiPort}/api   (OpenAPI: /api/openapi.json)`,
+  running.has('api') && `  health        http://${host}:${apiPort}/healthz   metrics: /metrics`,
+  running.has('scheduler') && `  scheduler     http://${host}:${env.SCHEDULER_PORT ?? '3002'}/healthz   metrics: /metrics`,
+  running.has('relay') && `  relay         http://${host}:${env.RELAY_PORT ?? '3003'}/healthz   metrics: /metrics`,
+  running.has('api') && `  log in        curl -s -X POST http://${host}:${apiPort}/api/auth/login -H 'content-type: application/json' \\`,
+  running.has('api') && `                  -d '{"username":"${env.ADMIN_USERNAME ?? 'admin'}","password":"<password>"}'`,
+  running.has('api') && '                (the admin password is printed once at first start, or is ADMIN_PASSWORD)',
+  '  Ctrl-C stops everything',
+].filter(Boolean);
+console.error(`\n${lines.map((l) => `[dubgate] ${l}`).join('\n')}\n`);
 
 function stopAll(signal) {
   stopping = true;
