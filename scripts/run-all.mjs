@@ -11,8 +11,15 @@ const apiPort = env.API_PORT ?? '3000';
 const host = env.HOST ?? '127.0.0.1';
 
 /** The processes, in start order. Each entry is an app folder with dist/server.js. */
+const realtimeBase = Number(env.REALTIME_PORT ?? '3001');
+const realtimeNodes = Math.max(1, Number(env.REALTIME_NODES ?? '1'));
 const processes = [
   { name: 'api', app: 'api', env: {} },
+  ...Array.from({ length: realtimeNodes }, (_, i) => ({
+    name: realtimeNodes === 1 ? 'realtime' : `realtime-${i + 1}`,
+    app: 'realtime',
+    env: { REALTIME_PORT: String(realtimeBase + i) },
+  })),
   { name: 'scheduler', app: 'scheduler', env: {} },
   { name: 'relay', app: 'relay', env: {} },
 ].filter((p) => existsSync(join(root, 'apps', p.app, 'dist', 'server.js')));
@@ -49,6 +56,8 @@ const lines = [
   `running: ${processes.map((p) => p.name).join(', ')}`,
   running.has('api') && `  REST API      http://${host}:${apiPort}/api   (OpenAPI: /api/openapi.json)`,
   running.has('api') && `  health        http://${host}:${apiPort}/healthz   metrics: /metrics`,
+  processes.some((p) => p.app === 'realtime') &&
+    `  WebSocket     ${processes.filter((p) => p.app === 'realtime').map((p) => `http://${host}:${p.env.REALTIME_PORT}/socket.io/`).join('  ')}`,
   running.has('scheduler') && `  scheduler     http://${host}:${env.SCHEDULER_PORT ?? '3002'}/healthz   metrics: /metrics`,
   running.has('relay') && `  relay         http://${host}:${env.RELAY_PORT ?? '3003'}/healthz   metrics: /metrics`,
   running.has('api') && `  log in        curl -s -X POST http://${host}:${apiPort}/api/auth/login -H 'content-type: application/json' \\`,

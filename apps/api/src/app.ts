@@ -16,6 +16,7 @@ import { createStageQueues } from '@dubgate/queues/stage-queues';
 import { createEventPublisher } from '@dubgate/queues/publisher';
 import { createOutboxDelivery } from '@dubgate/queues/outbox-delivery';
 import { gatewayKeys } from '@dubgate/queues/names';
+import { SESSION_REVOKED_CHANNEL, USER_DISABLED_CHANNEL } from '@dubgate/contracts/auth';
 import { createMetrics, type Metrics } from '@dubgate/runtime/metrics';
 import { loggerOptions } from '@dubgate/runtime/logger';
 import type { ApiConfig } from './config.js';
@@ -160,9 +161,18 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     downloadsHeld: createHoldReader(redis, keys.downloadsHeldKey),
   });
 
+  // Realtime nodes never read SQLite: a key refuses new connections, a message closes live ones.
   async function publishRevocation(sessionId: string, expiresAt: Date) {
     const ttlMs = Math.max(1_000, expiresAt.getTime() - Date.now());
     await redis!.set(keys.revokedSessionKey(sessionId), '1', 'PX', ttlMs);
+    await redis!.publish(SESSION_REVOKED_CHANNEL, sessionId);
+  }
+  async function publishUserDisabled(userId: string) {
+    await redis!.set(keys.userDisabledKey(userId), '1');
+    await redis!.publish(USER_DISABLED_CHANNEL, userId);
+  }
+  async function clearUserDisabled(userId: string) {
+    await redis!.del(keys.userDisabledKey(userId));
   }
 
   await app.register(errorsPlugin);
@@ -199,12 +209,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     loginMaxPerUsername: config.LOGIN_MAX_PER_USERNAME,
     publishRevocation,
   });
-  await app.register(usersRoutes, {
-    auth: repos.auth,
-    onUserDisabled: async () => {
-      // Sessions are revoked in SQLite; realtime nodes learn it from the token check (issue 5).
-    },
-  });
+  await app.register(usersRoutes, { auth: repos.auth, onUserDisabled: publishUserDisabled, onUserEnabled: clearUserDisabled });
   app.get('/api/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 
   return app;

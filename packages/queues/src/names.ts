@@ -30,6 +30,8 @@ export interface GatewayKeys {
   jobOwnerKey(jobId: string): string;
   /** Present while a session is revoked (logout), with a TTL of the token's remaining life. */
   revokedSessionKey(sessionId: string): string;
+  /** Present (no TTL) while an admin has disabled the user; removed when the user is enabled again. */
+  userDisabledKey(userId: string): string;
   /** Held by the one scheduler allowed to act. */
   readonly schedulerLockKey: string;
   /** Where the scheduler has read each stage's BullMQ event stream up to. */
@@ -45,6 +47,7 @@ export function gatewayKeys(prefix: string = GATEWAY_KEY_PREFIX): GatewayKeys {
     prefix,
     jobOwnerKey: (jobId) => `${prefix}:job-owner:${nonEmpty(jobId, 'jobId')}`,
     revokedSessionKey: (sid) => `${prefix}:session-revoked:${nonEmpty(sid, 'session id')}`,
+    userDisabledKey: (userId) => `${prefix}:user-disabled:${nonEmpty(userId, 'user id')}`,
     schedulerLockKey: `${prefix}:scheduler:lock`,
     schedulerCursorKey: (stage) => `${prefix}:scheduler:cursor:${stage}`,
     downloadsHeldKey: `${prefix}:downloads-held`,

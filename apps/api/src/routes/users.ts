@@ -9,11 +9,16 @@ import { hashPassword } from '../passwords.js';
 const errors = { 400: ErrorResponseSchema, 401: ErrorResponseSchema, 403: ErrorResponseSchema, 404: ErrorResponseSchema, 409: ErrorResponseSchema };
 const UserParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
 
+export interface UsersRoutesOptions {
+  auth: AuthRepository;
+  /** Tells realtime nodes (Redis key and message) so the user's live sockets close. Best effort. */
+  onUserDisabled: (userId: string) => Promise<void>;
+  /** Undoes onUserDisabled's key when the user is enabled again. Best effort. */
+  onUserEnabled?: (userId: string) => Promise<void>;
+}
+
 /** Admin-only user management. */
-export default async function usersRoutes(
-  app: FastifyInstance,
-  opts: { auth: AuthRepository; onUserDisabled: (userId: string) => Promise<void> },
-) {
+export default async function usersRoutes(app: FastifyInstance, opts: UsersRoutesOptions) {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
   const { auth } = opts;
 
@@ -59,9 +64,13 @@ export default async function usersRoutes(
         throw new ConflictError('STATE_CONFLICT', 'The last active admin cannot be disabled');
       }
       auth.setUserDisabled(target.id, request.body.disabled);
-      if (request.body.disabled) {
-        auth.revokeUserSessions(target.id);
-        await opts.onUserDisabled(target.id);
+      if (request.body.disabled) auth.revokeUserSessions(target.id);
+      // SQLite already holds the change: a Redis failure must not turn it into an error answer.
+      try {
+        if (request.body.disabled) await opts.onUserDisabled(target.id);
+        else await opts.onUserEnabled?.(target.id);
+      } catch (err) {
+        request.log.warn({ err, userId: target.id }, 'could not tell realtime nodes about the user change (Redis)');
       }
       const { passwordHash: _omit, ...user } = auth.findUserById(target.id)!;
       return { user };
