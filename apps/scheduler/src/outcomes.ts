@@ -1,0 +1,351 @@
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Database } from '@dubgate/db/open';
+import type { JobsRepository, StateChange } from '@dubgate/db/jobs';
+import type { EventsRepository } from '@dubgate/db/events';
+import type { OutboxInput, OutboxRepository } from '@dubgate/db/outbox';
+import type { StageQueues } from '@dubgate/queues/stage-queues';
+import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
+import { STAGE_STATES, nextStage, transitionFor, type JobShape, type Stage, type JobEvent } from '@dubgate/contracts/states';
+import {
+  PERMANENT_ERROR_PREFIX,
+  STAGE_RESULT_SCHEMAS,
+  parseStageJobId,
+  stageJobId,
+  type DownloadResult,
+  type DubResult,
+  type MuxResult,
+  type StagePayloads,
+} from '@dubgate/contracts/stages';
+import type { Job } from '@dubgate/contracts/jobs';
+import type { StageEvent } from './stage-event-reader.js';
+import type { SchedulerMetrics } from './metrics.js';
+
+/**
+ * Turns BullMQ's record of what a worker did into job transitions. Everything is idempotent:
+ * a duplicate, late or stale event (older generation, job canceled or deleted) changes nothing.
+ */
+export interface OutcomeDeps {
+  db: Database;
+  jobs: JobsRepository;
+  events: EventsRepository;
+  outbox: Pick<OutboxRepository, 'get'>;
+  stageQueues: Pick<StageQueues, 'queues'>;
+  delivery: OutboxDelivery;
+  metrics: SchedulerMetrics;
+  log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug(o: object, m?: string): void };
+  clock?: () => number;
+}
+
+export type OutcomeResult = 'applied' | 'ignored';
+
+const resultChecks = {
+  download: TypeCompiler.Compile(STAGE_RESULT_SCHEMAS.download),
+  dub: TypeCompiler.Compile(STAGE_RESULT_SCHEMAS.dub),
+  mux: TypeCompiler.Compile(STAGE_RESULT_SCHEMAS.mux),
+};
+
+interface BullJobView {
+  data: Record<string, unknown>;
+  attemptsMade: number;
+  attemptsStarted: number;
+  /** Attempts BullMQ allows (retries + 1). */
+  attempts: number;
+  /** Stack of each failed attempt, oldest first; starts with the error's name. */
+  stacktrace: string[];
+  failedReason: string | undefined;
+  processedOn: number | undefined;
+  finishedOn: number | undefined;
+  remove(): Promise<void>;
+}
+
+function shapeOf(job: Job): JobShape {
+  return { state: job.status, requestedDubbing: job.requestedDubbing, failedStage: job.failedStage };
+}
+
+/** The BullMQ events that can change a job; everything else in the streams is ignored. */
+const HANDLED_EVENTS = new Set(['active', 'completed', 'failed', 'delayed', 'waiting', 'stalled']);
+
+/** Milliseconds since epoch encoded in a Redis stream id. */
+export function streamIdTime(id: string): number {
+  return Number(id.split('-')[0]);
+}
+
+export function createOutcomeHandler(deps: OutcomeDeps) {
+  const { db, jobs, events, log, metrics } = deps;
+  const clock = deps.clock ?? Date.now;
+
+  async function bullJob(stage: Stage, id: string): Promise<BullJobView | null> {
+    const job = await deps.stageQueues.queues[stage].getJob(id);
+    if (!job) return null;
+    return {
+      data: (job.data ?? {}) as unknown as Record<string, unknown>,
+      attemptsMade: job.attemptsMade ?? 0,
+      attemptsStarted: (job as unknown as { attemptsStarted?: number }).attemptsStarted ?? job.attemptsMade ?? 0,
+      attempts: job.opts?.attempts ?? 1,
+      stacktrace: Array.isArray(job.stacktrace) ? job.stacktrace : [],
+      failedReason: job.failedReason,
+      processedOn: job.processedOn,
+      finishedOn: job.finishedOn,
+      remove: () => job.remove(),
+    };
+  }
+
+  /** Commits a transition (and whatever goes with it), then delivers its outbox rows. */
+  async function apply(job: Job, change: StateChange, extra?: () => void): Promise<Job | null> {
+    const result = db.transaction(() => {
+      extra?.();
+      return jobs.updateJobState(job.id, change);
+    })();
+    if (!result.ok) {
+      log.debug({ jobId: job.id, from: change.from, to: change.to, reason: result.reason }, 'transition not applied');
+      return null;
+    }
+    metrics.transitions.inc({ from: change.from, to: change.to });
+    // Deliver now; if Redis fails, the rows stay pending and the drainer retries them.
+    const items = result.outboxIds.map((id) => deps.outbox.get(id)).filter((r) => r !== null);
+    await deps.delivery.deliver(items);
+    return result.job;
+  }
+
+  function transition(job: Job, event: JobEvent) {
+    return transitionFor(shapeOf(job), event);
+  }
+
+  /** A worker took the stage. Also used when its start event was missed. */
+  async function started(job: Job, stage: Stage, attempt: number): Promise<Job> {
+    const to = transition(job, { kind: 'stage_started', stage });
+    if (to === null) {
+      // Count the attempt only for the stage that is due, never on a finished job.
+      if (attempt > job.attempt && nextStage(shapeOf(job)) === stage) jobs.setAttempt(job.id, attempt);
+      return job;
+    }
+    return (await apply(job, { from: job.status, to, reason: `a worker took the ${stage} stage`, patch: { attempt, holdReason: null } })) ?? job;
+  }
+
+  function nextStageRow(job: Job, generation: number, payload: StagePayloads['dub'] | StagePayloads['mux'], stage: 'dub' | 'mux'): OutboxInput {
+    return {
+      kind: 'enqueue',
+      jobId: job.id,
+      payload: { stage, queueJobId: stageJobId(job.id, stage, generation), payload } as never,
+    };
+  }
+
+  async function completed(job: Job, stage: Stage, e: StageEvent): Promise<OutcomeResult> {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(e.fields.returnvalue ?? 'null');
+    } catch {
+      raw = undefined;
+    }
+    if (!resultChecks[stage].Check(raw)) {
+      const errors = [...resultChecks[stage].Errors(raw)].slice(0, 3).map((x) => `${x.path} ${x.message}`);
+      return failed(job, stage, `PERMANENT: the ${stage} worker returned an invalid result (${errors.join('; ') || 'not JSON'})`, null);
+    }
+    // The start event may have been missed (trimmed stream, scheduler down): apply it first.
+    if (job.status !== STAGE_STATES[stage].running) job = await started(job, stage, Math.max(job.attempt, 1));
+    const to = transition(job, { kind: 'stage_completed', stage });
+    if (to === null) return 'ignored';
+
+    const generation = job.generation;
+    let change: StateChange;
+    let recordMedia: () => void;
+
+    if (stage === 'download') {
+      const r = raw as DownloadResult;
+      recordMedia = () => {
+        jobs.upsertMedia(job.id, 'source', {
+          path: r.mediaPath,
+          sizeBytes: r.sizeBytes,
+          durationSec: r.durationSec ?? null,
+          width: r.width ?? null,
+          height: r.height ?? null,
+          videoCodec: r.videoCodec ?? null,
+          audioCodec: r.audioCodec ?? null,
+          title: r.title ?? null,
+          sourceUrl: job.url,
+        });
+        if (r.subtitlePath) jobs.upsertMedia(job.id, 'subtitles', { path: r.subtitlePath });
+      };
+      const next = job.requestedDubbing
+        ? nextStageRow(
+            job,
+            generation,
+            {
+              jobId: job.id,
+              generation,
+              workDir: job.id,
+              mediaPath: r.mediaPath,
+              ...(r.subtitlePath ? { subtitlePath: r.subtitlePath } : {}),
+              targetLang: job.targetLang ?? 'en',
+            },
+            'dub',
+          )
+        : nextStageRow(job, generation, { jobId: job.id, generation, workDir: job.id, mediaPath: r.mediaPath, outputContainer: job.outputContainer }, 'mux');
+      change = { from: job.status, to, reason: 'download finished', outbox: [next] };
+    } else if (stage === 'dub') {
+      const r = raw as DubResult;
+      const source = jobs.listMedia(job.id).find((m) => m.kind === 'source');
+      if (!source) return failed(job, stage, 'PERMANENT: the downloaded media record is missing', null);
+      recordMedia = () => {
+        jobs.upsertMedia(job.id, 'dubbed_audio', { path: r.audioPath, language: r.language, durationSec: r.durationSec ?? null });
+      };
+      const next = nextStageRow(
+        job,
+        generation,
+        {
+          jobId: job.id,
+          generation,
+          workDir: job.id,
+          mediaPath: source.path,
+          dubbedAudioPath: r.audioPath,
+          dubbedLanguage: r.language,
+          outputContainer: job.outputContainer,
+        },
+        'mux',
+      );
+      change = { from: job.status, to, reason: `dubbed ${r.cues} cues into ${r.language}`, outbox: [next] };
+    } else {
+      const r = raw as MuxResult;
+      recordMedia = () => {
+        jobs.upsertMedia(job.id, 'output', { path: r.outputPath, sizeBytes: r.sizeBytes, durationSec: r.durationSec ?? null });
+      };
+      change = { from: job.status, to, reason: `muxed into ${r.container}`, patch: { outputPath: r.outputPath } };
+    }
+
+    const applied = await apply(job, change, recordMedia);
+    if (!applied) return 'ignored';
+    if (stage !== 'mux') metrics.handoff.observe((clock() - streamIdTime(e.id)) / 1000);
+    // After the handoff, not before it: this read only feeds a metric.
+    const bull = await bullJob(stage, e.jobId).catch(() => null);
+    if (bull?.processedOn && bull.finishedOn) metrics.stageDuration.observe({ stage }, (bull.finishedOn - bull.processedOn) / 1000);
+    return 'applied';
+  }
+
+  async function failed(job: Job, stage: Stage, reason: string, bull: BullJobView | null): Promise<OutcomeResult> {
+    const to = transition(job, { kind: 'stage_failed', stage });
+    if (to === null) return 'ignored';
+    // BullMQ stores only err.message as failedReason, so an UnrecoverableError shows in the
+    // stack, and in a job that failed before its attempts ran out.
+    const permanent =
+      reason.startsWith(PERMANENT_ERROR_PREFIX) ||
+      (bull !== null && (bull.stacktrace.at(-1)?.startsWith('UnrecoverableError') === true || bull.attemptsMade < bull.attempts));
+    const checkpoint = stage === 'dub' ? (bull?.data.checkpoint as Record<string, unknown> | undefined) : undefined;
+    const message = reason.replace(PERMANENT_ERROR_PREFIX, '').trim().slice(0, 2000) || `${stage} failed`;
+    const applied = await apply(
+      job,
+      {
+        from: job.status,
+        to,
+        reason: `${stage} failed: ${message}`,
+        patch: {
+          failedStage: stage,
+          error: { code: permanent ? 'STAGE_FAILED_PERMANENTLY' : 'STAGE_FAILED', message },
+          attempt: Math.max(job.attempt, bull?.attemptsMade ?? 0),
+          holdReason: null,
+        },
+        eventPayload: { stage, permanent, attempts: bull?.attemptsMade ?? null },
+      },
+      () => {
+        if (checkpoint) jobs.saveCheckpoint(job.id, checkpoint);
+      },
+    );
+    return applied ? 'applied' : 'ignored';
+  }
+
+  /** Retries of this stage run already recorded in job_events (one warn line each). */
+  function retriesRecorded(jobId: string, stage: Stage, generation: number): number {
+    let n = 0;
+    let after: number | undefined;
+    for (;;) {
+      const page = events.listEvents(jobId, { level: 'warn', limit: 500, ...(after !== undefined ? { after } : {}) });
+      for (const ev of page.items) {
+        const p = ev.payload;
+        if (ev.type === 'log' && p?.retry === true && p.stage === stage && p.generation === generation) n++;
+      }
+      if (page.nextAfter === null) return n;
+      after = page.nextAfter;
+    }
+  }
+
+  /** A failed attempt that BullMQ will retry (after its backoff, or at once). */
+  async function retrying(job: Job, stage: Stage, e: StageEvent): Promise<OutcomeResult> {
+    const bull = await bullJob(stage, e.jobId);
+    if (!bull || bull.attemptsMade === 0) return 'ignored'; // a delayed add, not a retry
+    if (nextStage(shapeOf(job)) !== stage) {
+      // The job was canceled or failed meanwhile: BullMQ must not run this stage again.
+      await bull.remove().catch((err: unknown) => log.warn({ err, queueJobId: e.jobId }, 'could not remove a stale stage run'));
+      return 'ignored';
+    }
+    const reason = bull.failedReason ?? 'unknown error';
+    if (reason.startsWith(PERMANENT_ERROR_PREFIX)) {
+      // A worker without UnrecoverableError marked it permanent: stop BullMQ's retries.
+      await bull.remove().catch((err: unknown) => log.warn({ err, queueJobId: e.jobId }, 'could not remove a permanently failed job'));
+      return failed(job, stage, reason, bull);
+    }
+    // BullMQ's record is read now, not when the event was written: it may be ahead (this event
+    // read late) or the event may be read twice (replay after a restart). Count failures that
+    // were retried and record each once; a finished run's last attempt was not a retried failure.
+    const retried = bull.finishedOn ? bull.attemptsMade - 1 : bull.attemptsMade;
+    const recorded = retriesRecorded(job.id, stage, job.generation);
+    if (recorded >= retried) return 'ignored';
+    const failedAttempt = recorded + 1;
+    metrics.retries.inc({ stage });
+    db.transaction(() => {
+      jobs.setAttempt(job.id, Math.max(job.attempt, failedAttempt + 1));
+      events.insertEvent(job.id, {
+        type: 'log',
+        level: 'warn',
+        message: `${stage} attempt ${failedAttempt} failed: ${reason.slice(0, 500)}; retrying`,
+        payload: { stage, generation: job.generation, attempt: failedAttempt, retry: true, retryAt: e.event === 'delayed' && e.fields.delay ? Number(e.fields.delay) : null },
+      });
+    })();
+    return 'applied';
+  }
+
+  return async function handle(e: StageEvent): Promise<OutcomeResult> {
+    // Most of the stream is 'added', 'waiting', 'drained'...: skip those before touching SQLite.
+    if (!HANDLED_EVENTS.has(e.event)) return 'ignored';
+    if (e.event === 'waiting' && e.fields.prev !== 'active') return 'ignored';
+    const parsed = parseStageJobId(e.jobId);
+    if (!parsed || parsed.stage !== e.stage) return 'ignored';
+    const job = jobs.getJob(parsed.jobId);
+    // Deleted, or a run from before a retry/resume: nothing to do...
+    if (!job || job.generation !== parsed.generation) {
+      // ...except that BullMQ must not run it again (a canceled run that failed, then retried).
+      if (e.event !== 'active' && e.event !== 'completed' && e.event !== 'failed') {
+        const bull = await deps.stageQueues.queues[e.stage].getJob(e.jobId);
+        await bull?.remove().catch(() => undefined);
+      }
+      return 'ignored';
+    }
+
+    switch (e.event) {
+      case 'active': {
+        const bull = await bullJob(e.stage, e.jobId);
+        const before = job.status;
+        // BullMQ counts the start of this attempt in attemptsStarted.
+        const after = await started(job, e.stage, bull?.attemptsStarted || job.attempt + 1);
+        return after.status !== before ? 'applied' : 'ignored';
+      }
+      case 'completed':
+        return completed(job, e.stage, e);
+      case 'failed': {
+        const bull = await bullJob(e.stage, e.jobId);
+        return failed(job, e.stage, e.fields.failedReason ?? bull?.failedReason ?? 'failed', bull);
+      }
+      case 'delayed':
+      case 'waiting':
+        return e.fields.prev === 'active' || e.event === 'delayed' ? retrying(job, e.stage, e) : 'ignored';
+      case 'stalled':
+        events.insertEvent(job.id, {
+          type: 'log',
+          level: 'warn',
+          message: `the ${e.stage} worker stopped responding; the stage will run again`,
+          payload: { stage: e.stage },
+        });
+        return 'applied';
+      default:
+        return 'ignored';
+    }
+  };
+}
