@@ -58,8 +58,8 @@ const lines = [
   running.has('api') && `  health        http://${host}:${apiPort}/healthz   metrics: /metrics`,
   processes.some((p) => p.app === 'realtime') &&
     `  WebSocket     ${processes.filter((p) => p.app === 'realtime').map((p) => `http://${host}:${p.env.REALTIME_PORT}/socket.io/`).join('  ')}`,
-  running.has('scheduler') && `  scheduler     http://${host}:${env.SCHEDULER_PORT ?? '3002'}/healthz   metrics: /metrics`,
-  running.has('relay') && `  relay         http://${host}:${env.RELAY_PORT ?? '3003'}/healthz   metrics: /metrics`,
+  running.has('scheduler') && `  scheduler     http://${host}:${env.SCHEDULER_PORT ?? '9102'}/healthz   metrics: /metrics`,
+  running.has('relay') && `  relay         http://${host}:${env.RELAY_PORT ?? '9104'}/healthz   metrics: /metrics`,
   running.has('api') && `  log in        curl -s -X POST http://${host}:${apiPort}/api/auth/login -H 'content-type: application/json' \\`,
   running.has('api') && `                  -d '{"username":"${env.ADMIN_USERNAME ?? 'admin'}","password":"<password>"}'`,
   running.has('api') && '                (the admin password is printed once at first start, or is ADMIN_PASSWORD)',

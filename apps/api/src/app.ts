@@ -136,6 +136,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     connection: redis,
     prefix: config.queuePrefix,
     retries: { download: config.MAX_RETRIES_DOWNLOAD, dub: config.MAX_RETRIES_DUB, mux: config.MAX_RETRIES_MUX },
+    backoffDelayMs: config.STAGE_BACKOFF_MS,
     logger: app.log,
   });
   const publisher = createEventPublisher(redis);

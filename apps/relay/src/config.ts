@@ -10,7 +10,7 @@ import {
 } from '@dubgate/runtime/config';
 
 export const RELAY_FIELDS = {
-  RELAY_PORT: portField('RELAY_PORT', { doc: 'port of the relay health and metrics endpoint', default: 3003 }),
+  RELAY_PORT: portField('RELAY_PORT', { doc: 'port of the relay health and metrics endpoint', default: 9104 }),
   RELAY_PROGRESS_PER_SECOND: integerField('RELAY_PROGRESS_PER_SECOND', {
     doc: 'progress updates per second per job that reach clients (the latest wins, the final one always goes)',
     default: 4,

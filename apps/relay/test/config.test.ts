@@ -6,7 +6,7 @@ describe('relay configuration', () => {
   it('has the documented defaults', () => {
     const c = loadRelayConfig({ env: { REDIS_URL: 'redis://127.0.0.1:6398', DB_PATH: ':memory:' }, envFile: false });
     expect(c).toMatchObject({
-      RELAY_PORT: 3003,
+      RELAY_PORT: 9104,
       RELAY_PROGRESS_PER_SECOND: 4,
       RELAY_FLUSH_INTERVAL_MS: 250,
       RELAY_SNAPSHOT_INTERVAL_MS: 1000,

@@ -395,6 +395,13 @@ export const FIELDS = {
   MAX_RETRIES_DOWNLOAD: stageRetries('MAX_RETRIES_DOWNLOAD', 'download'),
   MAX_RETRIES_DUB: stageRetries('MAX_RETRIES_DUB', 'dub'),
   MAX_RETRIES_MUX: stageRetries('MAX_RETRIES_MUX', 'mux'),
+  // Shared: the api enqueues downloads and the scheduler the later stages; both set BullMQ's backoff.
+  STAGE_BACKOFF_MS: integerField('STAGE_BACKOFF_MS', {
+    doc: 'base delay of the exponential backoff between stage attempts',
+    default: 5000,
+    min: 0,
+    max: 3_600_000,
+  }),
   SHUTDOWN_TIMEOUT_MS: integerField('SHUTDOWN_TIMEOUT_MS', {
     doc: 'graceful shutdown limit in milliseconds',
     default: 30000,
