@@ -168,7 +168,16 @@ export function createEventSubscriber<C extends SubscribableChannel>(
   };
 
   redis.on('message', listener);
-  const ready = redis.subscribe(...wanted).then(() => undefined);
+  // Subscribe once the connection is ready: a SUBSCRIBE sent during the handshake puts the
+  // connection in subscriber mode before ioredis' ready check, which then fails and the
+  // subscription is lost. ioredis itself resubscribes after later reconnects.
+  const ready = (
+    redis.status === 'ready'
+      ? redis.subscribe(...wanted)
+      : new Promise<unknown>((resolve, reject) => {
+          redis.once('ready', () => redis.subscribe(...wanted).then(resolve, reject));
+        })
+  ).then(() => undefined);
   // Handled here so a failed subscribe is never an unhandled rejection; callers see it via `ready`.
   ready.catch(() => {});
 
