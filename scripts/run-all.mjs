@@ -22,6 +22,9 @@ const processes = [
   })),
   { name: 'scheduler', app: 'scheduler', env: {} },
   { name: 'relay', app: 'relay', env: {} },
+  { name: 'worker-download', app: 'worker-download', env: {} },
+  { name: 'worker-dub', app: 'worker-dub', env: {} },
+  { name: 'worker-mux', app: 'worker-mux', env: {} },
 ].filter((p) => existsSync(join(root, 'apps', p.app, 'dist', 'server.js')));
 
 if (processes.length === 0) {
@@ -63,6 +66,7 @@ const lines = [
   running.has('api') && `  log in        curl -s -X POST http://${host}:${apiPort}/api/auth/login -H 'content-type: application/json' \\`,
   running.has('api') && `                  -d '{"username":"${env.ADMIN_USERNAME ?? 'admin'}","password":"<password>"}'`,
   running.has('api') && '                (the admin password is printed once at first start, or is ADMIN_PASSWORD)',
+  processes.some((p) => p.app.startsWith('worker-')) && '  workers       download, dub, mux (health on 9111, 9112, 9113)',
   '  Ctrl-C stops everything',
 ].filter(Boolean);
 console.error(`\n${lines.map((l) => `[dubgate] ${l}`).join('\n')}\n`);
