@@ -14,6 +14,17 @@ install_dependencies
 log "building"
 pnpm exec turbo run build --output-logs=errors-only
 
+# Programs the tests run for real: the deployment tests (deploy/) start redis-server, nginx, PM2
+# and every process, check configs with promtool, docker-compose and logrotate; the workers run
+# ffmpeg and espeak-ng.
+ensure_command redis-server redis-server
+ensure_command nginx nginx
+ensure_command promtool prometheus
+ensure_command docker-compose docker-compose
+ensure_command logrotate logrotate
+ensure_command ffmpeg ffmpeg
+ensure_command espeak-ng espeak-ng
+
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/dubgate-test.XXXXXX")"
 cleanup() {
   stop_private_redis
@@ -28,7 +39,7 @@ else
   log "using REDIS_URL from the environment"
 fi
 
-rm -f packages/*/.test-results.json apps/*/.test-results.json
+rm -f packages/*/.test-results.json apps/*/.test-results.json ./*/.test-results.json
 log "running tests"
 status=0
 pnpm exec turbo run test --concurrency=2 --continue --output-logs=full -- \

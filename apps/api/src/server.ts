@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify';
 import { loadApiConfig } from './config.js';
 import { buildApp } from './app.js';
 import { createLogger } from '@dubgate/runtime/logger';
@@ -32,8 +33,22 @@ async function main() {
   }
 
   await app.listen({ port: config.API_PORT, host: config.HOST });
-  // PM2 wait_ready: the process is up once it listens.
+  // PM2 wait_ready: the process is up once it listens and its health check passes, so a rolling
+  // reload moves on to the next instance only when this one answers /healthz with 200 (its Redis
+  // connection is made just after the start). Bounded: with Redis down the api still serves (jobs
+  // wait in the outbox), so it reports ready anyway after a few seconds.
+  await waitUntilHealthy(app, 5_000);
   process.send?.('ready');
+}
+
+async function waitUntilHealthy(app: FastifyInstance, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const res = await app.inject({ method: 'GET', url: '/healthz' }).catch(() => null);
+    if (res?.statusCode === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  app.log.warn({ timeoutMs }, 'not healthy yet after the start; reporting ready anyway');
 }
 
 main().catch((err: unknown) => {
