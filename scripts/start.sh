@@ -11,6 +11,10 @@ install_dependencies
 log "building"
 pnpm exec turbo run build --output-logs=errors-only
 
+# The reference workers run these programs.
+ensure_command ffmpeg ffmpeg
+ensure_command espeak-ng espeak-ng
+
 mkdir -p data
 trap stop_private_redis EXIT
 if [ -z "${REDIS_URL:-}" ]; then
