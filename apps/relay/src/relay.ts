@@ -371,7 +371,9 @@ export function createRelay(deps: RelayDeps): Relay {
               inline = false;
             }
           }
-          emitter.emit([rooms.job(jobId)], 'state_change', out);
+          // Also to the owner and admins: a job list follows every job's state without subscribing
+          // to each, and a client sees the first transitions of a job it has not subscribed to yet.
+          emitter.emit([rooms.job(jobId), rooms.user(p.ownerId), rooms.admins], 'state_change', out);
         });
         return;
       }

@@ -59,6 +59,10 @@ describe('relay: each channel reaches the right room as the right event', () => 
       reason: 'download started',
     });
     expect(Value.Check(WsStateChangeSchema, stateEvent)).toBe(true);
+    // ...and to the owner's room and admins (once per socket), never to another user.
+    await aliceRoom.waitFor((r) => r.some((x) => x.event === 'state_change'), 'state_change to owner');
+    await admins.waitFor((r) => r.some((x) => x.event === 'state_change'), 'state_change to admins');
+    expect(aliceRoom.of('state_change')).toEqual([stateEvent]);
 
     // progress → job room, renamed as the seed names the fields.
     const p1 = progressMsg(job.id, 12.5, { speed: 1_000_000, eta: 42, step: 'fragment 3/24', seq: 7 });
