@@ -4,6 +4,7 @@
  * @socket.io/redis-adapter on the same prefix, where clients join rooms directly through a
  * test-only `join` event. Clients are the official socket.io-client.
  */
+import { afterAll, beforeAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -277,4 +278,51 @@ export function logMsg(jobId: string, message: string, level: 'debug' | 'info' |
 
 export function errorMsg(jobId: string, code: string, message: string): ChannelMessages['events:error'] {
   return { jobId, type: 'error', timestamp: iso(), payload: { code, message, stage: 'download', permanent: false } };
+}
+
+/**
+ * Gives this test file its own redis-server. Pub/Sub channels (`events:*`) are global to a Redis
+ * and cannot be prefixed, so a file that counts every message the relay receives must not share
+ * Redis with other packages' tests running at the same time. vitest runs each file in its own
+ * worker, so REDIS_URL changes only here.
+ */
+export function usePrivateRedis(): void {
+  let child: import('node:child_process').ChildProcess | undefined;
+  let previous: string | undefined;
+  beforeAll(async () => {
+    const { spawn } = await import('node:child_process');
+    const net = await import('node:net');
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = net.createServer();
+      s.on('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as import('node:net').AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const sock = net.connect(port, '127.0.0.1', () => {
+            sock.end();
+            resolve(true);
+          });
+          sock.on('error', () => resolve(false));
+        }),
+      10_000,
+      'private redis-server',
+    );
+    previous = process.env.REDIS_URL;
+    process.env.REDIS_URL = `redis://127.0.0.1:${port}`;
+  });
+  afterAll(async () => {
+    if (previous === undefined) delete process.env.REDIS_URL;
+    else process.env.REDIS_URL = previous;
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child!.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
 }

@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { rooms } from '@dubgate/contracts/ws';
 import { ALL_EVENT_CHANNELS, MAX_EVENT_MESSAGE_BYTES } from '@dubgate/contracts/events';
-import { createHarness, iso, logMsg, progressMsg, sleep, waitFor, type Harness } from './helpers.js';
+import { createHarness, iso, logMsg, progressMsg, sleep, usePrivateRedis, waitFor, type Harness } from './helpers.js';
+
+// Counts every message the relay receives: other test runs must not publish on the same Redis.
+usePrivateRedis();
 
 let h: Harness | undefined;
 afterEach(async () => {

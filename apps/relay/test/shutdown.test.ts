@@ -11,7 +11,10 @@ import { openDatabase, closeDatabase } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
 import { createEventsRepository } from '@dubgate/db/events';
 import { createAuthRepository } from '@dubgate/db/auth';
-import { createHarness, logMsg, progressMsg, rand, redisUrl, sleep, startSocketNode, waitFor, type Harness } from './helpers.js';
+import { createHarness, logMsg, progressMsg, rand, redisUrl, sleep, startSocketNode, waitFor, type Harness, usePrivateRedis } from './helpers.js';
+
+// Counts every message the relay receives: other test runs must not publish on the same Redis.
+usePrivateRedis();
 
 const here = dirname(fileURLToPath(import.meta.url));
 const serverJs = join(here, '..', 'dist', 'server.js');
