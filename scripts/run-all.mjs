@@ -12,7 +12,11 @@ const host = env.HOST ?? '127.0.0.1';
 
 /** The processes, in start order. Each entry is an app folder with dist/server.js. */
 const realtimeBase = Number(env.REALTIME_PORT ?? '3001');
+const webPort = env.WEB_PORT ?? '8080';
+// The dashboard is served from its own origin; the realtime nodes must accept it.
+env.REALTIME_ALLOWED_ORIGINS ??= `http://${host}:${webPort},http://localhost:${webPort}`;
 const realtimeNodes = Math.max(1, Number(env.REALTIME_NODES ?? '1'));
+/** Each entry runs `apps/<app>/<script>` (default dist/server.js) when that file exists. */
 const processes = [
   { name: 'api', app: 'api', env: {} },
   ...Array.from({ length: realtimeNodes }, (_, i) => ({
@@ -25,7 +29,14 @@ const processes = [
   { name: 'worker-download', app: 'worker-download', env: {} },
   { name: 'worker-dub', app: 'worker-dub', env: {} },
   { name: 'worker-mux', app: 'worker-mux', env: {} },
-].filter((p) => existsSync(join(root, 'apps', p.app, 'dist', 'server.js')));
+  {
+    name: 'web',
+    app: 'web',
+    script: 'serve.mjs',
+    needs: 'dist/index.html',
+    env: { PORT: webPort, API_URL: `http://127.0.0.1:${apiPort}`, REALTIME_URL: `http://127.0.0.1:${realtimeBase}` },
+  },
+].filter((p) => existsSync(join(root, 'apps', p.app, p.needs ?? p.script ?? 'dist/server.js')));
 
 if (processes.length === 0) {
   console.error('[dubgate] nothing to run: no built process under apps/*/dist/server.js');
@@ -37,7 +48,7 @@ let stopping = false;
 let exitCode = 0;
 
 for (const p of processes) {
-  const child = spawn(process.execPath, [join(root, 'apps', p.app, 'dist', 'server.js')], {
+  const child = spawn(process.execPath, [join(root, 'apps', p.app, p.script ?? 'dist/server.js')], {
     cwd: root,
     env: { ...env, ...p.env },
     stdio: ['ignore', 'inherit', 'inherit'],
@@ -57,6 +68,7 @@ for (const p of processes) {
 const running = new Set(processes.map((p) => p.name));
 const lines = [
   `running: ${processes.map((p) => p.name).join(', ')}`,
+  running.has('web') && `  dashboard     http://${host}:${webPort}/   (log in as ${env.ADMIN_USERNAME ?? 'admin'})`,
   running.has('api') && `  REST API      http://${host}:${apiPort}/api   (OpenAPI: /api/openapi.json)`,
   running.has('api') && `  health        http://${host}:${apiPort}/healthz   metrics: /metrics`,
   processes.some((p) => p.app === 'realtime') &&

@@ -24,6 +24,8 @@ ensure_command docker-compose docker-compose
 ensure_command logrotate logrotate
 ensure_command ffmpeg ffmpeg
 ensure_command espeak-ng espeak-ng
+# The dashboard's browser tests drive Debian's chromium with playwright-core.
+ensure_command chromium chromium
 
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/dubgate-test.XXXXXX")"
 cleanup() {
