@@ -57,6 +57,8 @@ export interface System {
   apiUrl: string;
   realtimeUrl: string;
   adminPassword: string;
+  dbPath: string;
+  redisPort: number;
   ports: Record<AppName, number>;
   /** Bearer token of the admin. */
   token(): Promise<string>;
@@ -64,6 +66,12 @@ export interface System {
   socket(token: string): Promise<Socket>;
   kill(app: AppName, signal?: NodeJS.Signals): Promise<void>;
   start(app: AppName): Promise<void>;
+  /** SIGKILLs the private redis-server (AOF keeps what was fsynced). */
+  killRedis(): Promise<void>;
+  /** Starts redis-server again on the same port and directory (replays the AOF). */
+  startRedis(): Promise<void>;
+  /** Whether the process of this app is running. */
+  running(app: AppName): boolean;
   stop(): Promise<void>;
 }
 
@@ -73,14 +81,23 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
   mkdirSync(mediaRoot, { recursive: true });
   mkdirSync(join(dir, 'logs'));
   const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--maxmemory-policy', 'noeviction'], {
-    stdio: 'ignore',
-  });
+  const redisArgs = ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'];
+  let redis: ChildProcess;
   const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  await waitFor('redis', () => new Promise<boolean>((resolve) => {
-    const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); resolve(true); });
-    s.on('error', () => resolve(false));
-  }));
+  async function startRedis() {
+    redis = spawn('redis-server', redisArgs, { stdio: 'ignore' });
+    await waitFor('redis', () => new Promise<boolean>((resolve) => {
+      const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); resolve(true); });
+      s.on('error', () => resolve(false));
+    }));
+  }
+  async function killRedis() {
+    if (redis.exitCode !== null || redis.signalCode !== null) return;
+    const exited = new Promise((r) => redis.once('exit', r));
+    redis.kill('SIGKILL');
+    await exited;
+  }
+  await startRedis();
 
   const ports = {} as Record<AppName, number>;
   for (const app of APPS) ports[app] = await freePort();
@@ -159,8 +176,13 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
     apiUrl,
     realtimeUrl: `http://127.0.0.1:${ports.realtime}`,
     adminPassword,
+    dbPath: env.DB_PATH,
+    redisPort,
     ports,
     api,
+    killRedis,
+    startRedis,
+    running: (app) => children.has(app),
     async token() {
       if (!adminToken) {
         const r = await api<{ token: string }>('POST', '/api/auth/login', { username: 'admin', password: adminPassword });
@@ -182,8 +204,11 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
     async stop() {
       for (const s of sockets) s.close();
       for (const app of [...children.keys()].reverse()) await kill(app, 'SIGTERM');
-      redis.kill('SIGTERM');
-      await new Promise((r) => redis.once('exit', r));
+      if (redis.exitCode === null && redis.signalCode === null) {
+        const exited = new Promise((r) => redis.once('exit', r));
+        redis.kill('SIGTERM');
+        await exited;
+      }
       if (!process.env.E2E_KEEP) rmSync(dir, { recursive: true, force: true });
     },
   };
