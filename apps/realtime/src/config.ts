@@ -87,14 +87,7 @@ export const REALTIME_FIELDS = {
     min: 0,
     max: 600_000,
   }),
-  REALTIME_ADAPTER_KEY: stringField('REALTIME_ADAPTER_KEY', {
-    doc: 'channel prefix of @socket.io/redis-adapter; the relay\'s emitter must use the same',
-    default: 'socket.io',
-    minLength: 1,
-    maxLength: 100,
-    pattern: /^[A-Za-z0-9_.:-]+$/,
-    patternDoc: 'letters, digits, and _ . : - only',
-  }),
+  REALTIME_ADAPTER_KEY: FIELDS.REALTIME_ADAPTER_KEY,
 } as const;
 
 export const REALTIME_CONFIG_FIELDS = [

@@ -41,15 +41,7 @@ export const RELAY_FIELDS = {
     min: 1,
     max: 10_000_000,
   }),
-  // Same variable as the realtime nodes read, so one setting keeps emitter and adapter on one prefix.
-  REALTIME_ADAPTER_KEY: stringField('REALTIME_ADAPTER_KEY', {
-    doc: 'channel prefix of @socket.io/redis-adapter (its `key` option); the relay\'s emitter uses the same',
-    default: 'socket.io',
-    minLength: 1,
-    maxLength: 100,
-    pattern: /^[A-Za-z0-9_.:-]+$/,
-    patternDoc: 'letters, digits, and _ . : - only',
-  }),
+  REALTIME_ADAPTER_KEY: FIELDS.REALTIME_ADAPTER_KEY,
 } as const;
 
 export const RELAY_CONFIG_FIELDS = [

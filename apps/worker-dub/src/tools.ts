@@ -1,9 +1,8 @@
-import { PermanentError } from '@dubgate/worker-sdk/errors';
-import { runChild } from '@dubgate/worker-sdk/child';
 import { stringField } from '@dubgate/runtime/config';
+import { runOrThrow, type RunChild, type ProbedStream } from '@dubgate/worker-sdk/tools';
 
-/** How the stage runs a program: the SDK's runChild, or a wrapper of it (tests count calls). */
-export type RunChild = typeof runChild;
+// Running programs is shared with the other workers (worker-sdk); this module keeps the dub's own.
+export { runOrThrow, toolHealthCheck, type RunChild, type ProbedStream } from '@dubgate/worker-sdk/tools';
 
 /** Program names: the defaults, or what FFMPEG_PATH and friends say. */
 export interface Tools {
@@ -36,54 +35,6 @@ export function defaultTools(env: NodeJS.ProcessEnv = process.env): Tools {
   };
 }
 
-/**
- * A /healthz check that the program runs (`<cmd> <versionArg>`); a good answer is remembered for
- * five minutes so health probes do not spawn a process each time.
- */
-export function toolHealthCheck(cmd: () => string, versionArg: string): () => Promise<true> {
-  let okUntil = 0;
-  return async () => {
-    if (Date.now() < okUntil) return true;
-    const result = await runChild(cmd(), [versionArg], { signal: AbortSignal.timeout(2_000) });
-    if (result.code !== 0) throw new Error(`${cmd()} ${versionArg} exited with code ${result.code}`);
-    okUntil = Date.now() + 5 * 60_000;
-    return true;
-  };
-}
-
-/**
- * Runs a program and collects its stdout; a non-zero exit throws with the end of its stderr.
- * A program that is not installed is a permanent error naming what to install.
- */
-export async function runOrThrow(
-  run: RunChild,
-  cmd: string,
-  args: string[],
-  opts: { signal: AbortSignal; what: string; onStdout?: (line: string) => void },
-): Promise<string[]> {
-  const out: string[] = [];
-  let result;
-  try {
-    result = await run(cmd, args, {
-      signal: opts.signal,
-      onStdout: (line) => {
-        out.push(line);
-        opts.onStdout?.(line);
-      },
-    });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') {
-      throw new PermanentError(`TOOL_MISSING: ${cmd} is not installed (needed to ${opts.what})`, 'TOOL_MISSING');
-    }
-    throw err;
-  }
-  if (result.code !== 0) {
-    const tail = result.stderrTail.trim().split('\n').slice(-5).join(' | ');
-    throw new Error(`${opts.what} failed: ${cmd} exited with code ${result.code}${tail ? `: ${tail}` : ''}`);
-  }
-  return out;
-}
-
 /** Media duration in seconds from the container, or null when ffprobe does not know it. */
 export async function probeDuration(run: RunChild, ffprobe: string, file: string, signal: AbortSignal): Promise<number | null> {
   const out = await runOrThrow(
@@ -94,13 +45,6 @@ export async function probeDuration(run: RunChild, ffprobe: string, file: string
   );
   const value = Number(out.join('').trim());
   return Number.isFinite(value) && value > 0 ? value : null;
-}
-
-export interface ProbedStream {
-  index: number;
-  codec_type?: string;
-  codec_name?: string;
-  tags?: Record<string, string>;
 }
 
 export async function probeStreams(run: RunChild, ffprobe: string, file: string, signal: AbortSignal): Promise<ProbedStream[]> {

@@ -395,6 +395,15 @@ export const FIELDS = {
   MAX_RETRIES_DOWNLOAD: stageRetries('MAX_RETRIES_DOWNLOAD', 'download'),
   MAX_RETRIES_DUB: stageRetries('MAX_RETRIES_DUB', 'dub'),
   MAX_RETRIES_MUX: stageRetries('MAX_RETRIES_MUX', 'mux'),
+  // Shared by realtime (its redis-adapter) and relay (its emitter): one setting, one prefix.
+  REALTIME_ADAPTER_KEY: stringField('REALTIME_ADAPTER_KEY', {
+    doc: 'channel prefix of @socket.io/redis-adapter; the relay\'s emitter uses the same',
+    default: 'socket.io',
+    minLength: 1,
+    maxLength: 100,
+    pattern: /^[A-Za-z0-9_.:-]+$/,
+    patternDoc: 'letters, digits, and _ . : - only',
+  }),
   // Shared: the api enqueues downloads and the scheduler the later stages; both set BullMQ's backoff.
   STAGE_BACKOFF_MS: integerField('STAGE_BACKOFF_MS', {
     doc: 'base delay of the exponential backoff between stage attempts',
