@@ -3,6 +3,8 @@ import type { Database } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
 import { createEventsRepository } from '@dubgate/db/events';
 import { createOutboxRepository, type OutboxRecord } from '@dubgate/db/outbox';
+import { createAuthRepository } from '@dubgate/db/auth';
+import { mergeSearchIndex, optimizeDatabase } from '@dubgate/db/maintenance';
 import { createStageQueues, type StageQueues } from '@dubgate/queues/stage-queues';
 import { createEventPublisher } from '@dubgate/queues/publisher';
 import { createOutboxDelivery, type OutboxItem } from '@dubgate/queues/outbox-delivery';
@@ -33,6 +35,8 @@ export interface SchedulerOptions {
   reconcileIntervalMs?: number;
   backpressureIntervalMs?: number;
   drainIntervalMs?: number;
+  /** Search-index merge, outbox and session purge. Default 5 minutes. */
+  maintenanceIntervalMs?: number;
   /** Outbox rows younger than this are left to the process that wrote them (default 5000). */
   outboxGraceMs?: number;
   /** Jobs changed more recently than this are left alone by the reconciler (default 10000). */
@@ -213,6 +217,18 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     };
   }
 
+  const auth = createAuthRepository(db);
+  /** Housekeeping that keeps a long-running install fast: the leader does it, a little at a time. */
+  function maintenance() {
+    let merges = 0;
+    // Incremental FTS merge: every insert and state change adds a small segment to the search index.
+    while (merges < 20 && mergeSearchIndex(db, 200)) merges++;
+    const purged = outbox.purgeDelivered(new Date(Date.now() - 24 * 3600_000));
+    const sessions = auth.purgeExpiredSessions();
+    optimizeDatabase(db);
+    if (merges || purged || sessions) log.info({ merges, outboxPurged: purged, sessionsPurged: sessions }, 'maintenance pass');
+  }
+
   const lock: LeaderLock = createLeaderLock({
     redis: opts.redis.commands,
     key: keys.schedulerLockKey,
@@ -233,6 +249,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
             if (Object.keys(report.repairs).length > 0) log.info({ report }, 'reconciliation pass');
           }),
         ),
+        every(opts.maintenanceIntervalMs ?? 5 * 60_000, 'maintenance', async () => maintenance()),
       ];
     },
     onLost: async () => {
