@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { startRedis, startProcess, freePort, waitForHttp } from './lib/harness.mjs';
+import { startRedis, startProcess, freePort, waitForHttp, publishProgressAtRate } from './lib/harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -85,27 +85,15 @@ try {
   );
   console.error(`${clients} clients connected and subscribed in ${Date.now() - t0} ms`);
 
-  // Publish at `rate` messages per second, round-robin over the jobs, in 10 ms slices.
-  const seq = new Map(jobIds.map((id) => [id, 0]));
-  let sent = 0;
-  let next = 0;
-  const started = Date.now();
-  while (Date.now() - started < seconds * 1000) {
-    const due = Math.floor(((Date.now() - started) / 1000) * rate) - sent;
-    if (due > 0) {
-      const p = redis.pipeline();
-      for (let i = 0; i < due; i++) {
-        const jobId = jobIds[next++ % clients];
-        const s = seq.get(jobId);
-        seq.set(jobId, s + 1);
-        p.publish('events:progress', JSON.stringify({ jobId, type: 'progress', timestamp: new Date().toISOString(), payload: { stage: 'download', percent: Math.min(99, s % 100), speed: 1000, eta: 1, step: 'bench', seq: s } }));
-      }
-      await p.exec();
-      sent += due;
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  const elapsed = (Date.now() - started) / 1000;
+  // Publish at `rate` messages per second, round-robin over the jobs.
+  const { sent, elapsedSeconds: elapsed } = await publishProgressAtRate({
+    redis,
+    channel: 'events:progress',
+    jobIds,
+    seq: new Map(jobIds.map((id) => [id, 0])),
+    rate,
+    seconds,
+  });
   await new Promise((r) => setTimeout(r, 1500)); // let the tail arrive
   const reports = await Promise.all(children.map((c) => new Promise((resolve) => { c.once('message', resolve); c.send({ report: true }); })));
   const lags = reports.flatMap((r) => r.lags).sort((a, b) => a - b);

@@ -88,3 +88,30 @@ export async function startRedis(dir, cleanups) {
   }
   throw new Error('redis-server did not start');
 }
+
+/**
+ * Publishes sequence-numbered progress messages on `channel` at `rate` per second for `seconds`,
+ * round-robin over `jobIds`, in 10 ms pipelined slices. `seq` (jobId → next number) carries on
+ * across calls. Returns how many were sent and over how long.
+ */
+export async function publishProgressAtRate({ redis, channel, jobIds, seq, rate, seconds }) {
+  let sent = 0;
+  let next = 0;
+  const started = Date.now();
+  while (Date.now() - started < seconds * 1000) {
+    const due = Math.floor(((Date.now() - started) / 1000) * rate) - sent;
+    if (due > 0) {
+      const pipe = redis.pipeline();
+      for (let i = 0; i < due; i++) {
+        const jobId = jobIds[next++ % jobIds.length];
+        const s = seq.get(jobId) ?? 0;
+        seq.set(jobId, s + 1);
+        pipe.publish(channel, JSON.stringify({ jobId, type: 'progress', timestamp: new Date().toISOString(), payload: { stage: 'download', percent: Math.min(99, s % 100), speed: 1000, eta: 1, step: 'bench', seq: s } }));
+      }
+      await pipe.exec();
+      sent += due;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { sent, elapsedSeconds: (Date.now() - started) / 1000 };
+}

@@ -35,7 +35,14 @@ for (let i = 0; i < tokens.length; i++) {
 }
 
 process.on('message', (m) => {
-  if (m.report) {
+  if (m.peek) {
+    process.send({ peek: received });
+  } else if (m.report && m.keep) {
+    // report and reset, keep the sockets for the next round
+    process.send({ lags: lags.splice(0), received, gaps });
+    received = 0;
+    gaps = 0;
+  } else if (m.report) {
     process.send({ lags, received, gaps });
     for (const s of sockets) s.close();
     setTimeout(() => process.exit(0), 200);
