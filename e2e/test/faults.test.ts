@@ -234,6 +234,26 @@ describe('the fault table under steady load', () => {
       faults.push({ name: 'api failpoint after commit', recoveryMs: Date.now() - at });
     }
 
+    // 1c. The same crash for real: the api armed with DUBGATE_FAILPOINT=after-commit dies right
+    // after committing a new job, before enqueueing it; the client gets no answer. After a restart,
+    // the same Idempotency-Key returns that one job, and it completes exactly once.
+    at = Date.now();
+    {
+      await system.kill('api');
+      await system.start('api', { DUBGATE_FAILPOINT: 'after-commit' });
+      const key = 'failpoint-real';
+      const crashed = await post(key, bodyFor(4_000_000), 5_000);
+      expect(crashed.status, 'no answer from an api killed at the failpoint').toBe(0);
+      await system.kill('api');
+      await system.start('api');
+      const again = await post(key, bodyFor(4_000_000));
+      expect(again.status).toBe(200); // a replay: the job was committed before the crash
+      accepted.add(again.jobId!);
+      submitted.set(key, { key, ids: new Set([again.jobId!]), answers: [200] });
+      await waitFor('the failpoint job to complete', async () => (await statusOf(again.jobId!)) === 'COMPLETE', 60_000, 200);
+      faults.push({ name: 'api SIGKILL at the failpoint (real)', recoveryMs: Date.now() - at });
+    }
+
     // 2. SIGKILL the scheduler mid-flight; restart (its lock expires after SCHEDULER_LOCK_TTL_MS).
     at = Date.now();
     await system.kill('scheduler');
@@ -461,7 +481,7 @@ describe('the fault table under steady load', () => {
     expect(keyRows).toEqual([]);
     expect(unknownRows.map((r) => r.id)).toEqual([]);
     expect(leaked).toEqual([]);
-    expect(faults.length).toBe(9);
+    expect(faults.length).toBe(10);
     expect(health.status).toBe(200);
   }, 600_000);
 });

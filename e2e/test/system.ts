@@ -65,7 +65,8 @@ export interface System {
   api<T = unknown>(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
   socket(token: string): Promise<Socket>;
   kill(app: AppName, signal?: NodeJS.Signals): Promise<void>;
-  start(app: AppName): Promise<void>;
+  /** Starts (or restarts) one process; `extraEnv` adds settings for this start only. */
+  start(app: AppName, extraEnv?: Record<string, string>): Promise<void>;
   /** SIGKILLs the private redis-server (AOF keeps what was fsynced). */
   killRedis(): Promise<void>;
   /** Starts redis-server again on the same port and directory (replays the AOF). */
@@ -120,10 +121,10 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
   };
   const children = new Map<AppName, ChildProcess>();
 
-  async function start(app: AppName) {
+  async function start(app: AppName, extraEnv: Record<string, string> = {}) {
     const out = createWriteStream(join(dir, 'logs', `${app}.log`), { flags: 'a' });
     const child = spawn(process.execPath, [join(ROOT, 'apps', app, 'dist', 'server.js')], {
-      env: { ...env, [PORT_VAR[app]]: String(ports[app]) },
+      env: { ...env, [PORT_VAR[app]]: String(ports[app]), ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     child.stdout!.pipe(out);

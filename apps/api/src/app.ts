@@ -160,6 +160,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     log: app.log,
     onJobCreated: () => jobsCreated.inc(),
     downloadsHeld: createHoldReader(redis, keys.downloadsHeldKey),
+    failpoint: config.DUBGATE_FAILPOINT,
   });
 
   // Realtime nodes never read SQLite: a key refuses new connections, a message closes live ones.

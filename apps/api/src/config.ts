@@ -5,6 +5,7 @@ import {
   integerField,
   byteSizeField,
   stringField,
+  enumField,
   loadConfig,
   type ConfigOf,
   type LoadConfigOptions,
@@ -37,6 +38,10 @@ export const API_FIELDS = {
     default: 20,
     min: 1,
     max: 100_000,
+  }),
+  DUBGATE_FAILPOINT: enumField('DUBGATE_FAILPOINT', ['off', 'after-commit'], {
+    doc: 'fault tests only: "after-commit" kills the process right after a new job is committed, before it is enqueued',
+    default: 'off',
   }),
   LOGIN_MAX_PER_USERNAME: integerField('LOGIN_MAX_PER_USERNAME', {
     doc: 'login attempts per username per 5 minutes',

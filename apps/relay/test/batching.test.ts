@@ -1,7 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { rooms } from '@dubgate/contracts/ws';
 import { EVENT_CHANNELS } from '@dubgate/contracts/events';
-import { createHarness, errorMsg, logMsg, type Harness } from './helpers.js';
+import { createHarness, errorMsg, logMsg, type Harness, usePrivateRedis } from './helpers.js';
+
+// The relay listens on global Pub/Sub channels: other packages' tests must not reach it.
+usePrivateRedis();
 
 let h: Harness | undefined;
 afterEach(async () => {

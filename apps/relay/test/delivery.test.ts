@@ -11,7 +11,10 @@ import {
   WsStateChangeSchema,
   rooms,
 } from '@dubgate/contracts/ws';
-import { createHarness, errorMsg, iso, logMsg, progressMsg, sleep, type Harness } from './helpers.js';
+import { createHarness, errorMsg, iso, logMsg, progressMsg, sleep, type Harness, usePrivateRedis } from './helpers.js';
+
+// The relay listens on global Pub/Sub channels: other packages' tests must not reach it.
+usePrivateRedis();
 
 let h: Harness | undefined;
 afterEach(async () => {

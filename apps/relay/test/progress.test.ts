@@ -2,7 +2,10 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { rooms } from '@dubgate/contracts/ws';
 import { EVENT_CHANNELS, type ProgressMessage } from '@dubgate/contracts/events';
 import { createProgressCoalescer } from '../src/progress-coalescer.js';
-import { createHarness, progressMsg, sleep, waitFor, type Harness } from './helpers.js';
+import { createHarness, progressMsg, sleep, waitFor, type Harness, usePrivateRedis } from './helpers.js';
+
+// The relay listens on global Pub/Sub channels: other packages' tests must not reach it.
+usePrivateRedis();
 
 describe('progress coalescer (fake time)', () => {
   afterEach(() => {

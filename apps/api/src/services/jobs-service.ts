@@ -32,6 +32,8 @@ export interface JobsServiceDeps {
   deliveryTimeoutMs?: number;
   log: { warn(obj: object, msg?: string): void; info(obj: object, msg?: string): void };
   onJobCreated?: (job: Job) => void;
+  /** Fault tests: die between the commit and the enqueue, as a crash there would. */
+  failpoint?: 'off' | 'after-commit';
   /** Why downloads are held back (set by the scheduler), or null. */
   downloadsHeld?: () => Promise<string | null>;
 }
@@ -138,6 +140,7 @@ export function createJobsService(deps: JobsServiceDeps) {
       });
       if (!result.ok) throw new AppError('IDEMPOTENCY_KEY_REUSED');
       if (!result.created) return { job: result.job, created: false };
+      if (deps.failpoint === 'after-commit') process.kill(process.pid, 'SIGKILL');
       deps.onJobCreated?.(result.job);
       const held = await heldReason();
       if (held) jobs.setHoldReason(result.job.id, held);
