@@ -19,6 +19,7 @@ let alice: { token: string; cookie: string; csrf: string; id: string };
 let bob: { token: string; id: string };
 let aliceSpare: string; // a second session of alice, revoked in the token test
 let aliceJob: string;
+let fuzzJob: string;
 
 async function login(username: string, password: string) {
   const res = await fetch(`${system.apiUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
@@ -71,6 +72,11 @@ beforeAll(async () => {
   const r = await system.api<{ job: { id: string } }>('POST', '/api/jobs', { url: 'http://127.0.0.1:8080/alice.mp4' }, alice.token);
   expect(r.status).toBe(201);
   aliceJob = r.body.job.id;
+  // A second job of alice's for the fuzzer's "real id" case: the fuzzer may legitimately delete it,
+  // while aliceJob must survive for the authorization tests below.
+  const decoy = await system.api<{ job: { id: string } }>('POST', '/api/jobs', { url: 'http://127.0.0.1:8080/decoy.mp4' }, alice.token);
+  expect(decoy.status).toBe(201);
+  fuzzJob = decoy.body.job.id;
 }, 120_000);
 
 afterAll(async () => {
@@ -85,8 +91,9 @@ describe('REST fuzzing from the OpenAPI document', () => {
     expect(routes.length).toBeGreaterThan(10);
     const before = rowCounts();
     let created = 0;
+    let deleted = 0;
     const fiveXX: string[] = [];
-    const idArb = fc.oneof(fc.string({ maxLength: 80 }), fc.uuid(), fc.constantFrom(aliceJob, '..', '%00', '1e309', '__proto__', 'x'.repeat(500)));
+    const idArb = fc.oneof(fc.string({ maxLength: 80 }), fc.uuid(), fc.constantFrom(fuzzJob, '..', '%00', '1e309', '__proto__', 'x'.repeat(500)));
     const bodyArb = fc.oneof(
       fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
       fc.string({ maxLength: 300 }),
@@ -115,6 +122,7 @@ describe('REST fuzzing from the OpenAPI document', () => {
           await res.arrayBuffer();
           if (res.status >= 500) fiveXX.push(`${route.method} ${path}?${qs} ${res.status} ${body.slice(0, 100)}`);
           if (res.status === 201) created++;
+          if (route.method === 'DELETE' && route.path.startsWith('/api/jobs') && res.status === 204) deleted++;
           return res.status < 500;
         }),
         { numRuns: 25 },
@@ -134,8 +142,9 @@ describe('REST fuzzing from the OpenAPI document', () => {
     expect(fiveXX).toEqual([]);
     await healthy();
     const after = rowCounts();
-    // Only accepted (201) requests wrote rows: each creates one job, user or token.
-    expect(after.jobs + after.users + after.api_tokens - (before.jobs + before.users + before.api_tokens)).toBe(created);
+    // Only accepted requests changed rows: each 201 created one job, user or token; each 204 on a
+    // job deleted one (the decoy job, when the fuzzer drew its real id with a token that may).
+    expect(after.jobs + after.users + after.api_tokens - (before.jobs + before.users + before.api_tokens)).toBe(created - deleted);
   });
 });
 
