@@ -9,33 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { io, type Socket } from 'socket.io-client';
+import { freePort, waitFor as pollUntil } from '@dubgate/test-support/net';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 60_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v as T;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+/** The shared poller, with this harness's default timeout. */
+export function waitFor<T>(what: string, fn: Parameters<typeof pollUntil<T>>[1], timeoutMs = 60_000, everyMs = 100): Promise<T> {
+  return pollUntil(what, fn, timeoutMs, everyMs);
 }
 
 export type AppName = 'api' | 'scheduler' | 'relay' | 'realtime' | 'worker-download' | 'worker-dub' | 'worker-mux';
