@@ -193,8 +193,11 @@ describe('the fault table under steady load', () => {
     // The loader: JOBS submissions at RATE per second, concurrently with the faults.
     let loaderDone = false;
     const inflight: Promise<void>[] = [];
+    // Closed while the api is armed with the failpoint: only the test's own POST may reach it.
+    let gate: Promise<void> = Promise.resolve();
     const loader = (async () => {
       for (let n = 0; n < JOBS; n++) {
+        await gate;
         inflight.push(submit(n).then(async () => {
           const rec = [...submitted.values()].find((s) => s.key.startsWith(`fault-${n}-`));
           for (const id of rec?.ids ?? []) await subscribeBoth(id);
@@ -239,6 +242,9 @@ describe('the fault table under steady load', () => {
     // the same Idempotency-Key returns that one job, and it completes exactly once.
     at = Date.now();
     {
+      let openGate!: () => void;
+      gate = new Promise((resolve) => (openGate = resolve));
+      await Promise.all([...inflight]); // everything already sent is answered by the normal api
       await system.kill('api');
       await system.start('api', { DUBGATE_FAILPOINT: 'after-commit' });
       const key = 'failpoint-real';
@@ -250,6 +256,7 @@ describe('the fault table under steady load', () => {
       expect(again.status).toBe(200); // a replay: the job was committed before the crash
       accepted.add(again.jobId!);
       submitted.set(key, { key, ids: new Set([again.jobId!]), answers: [200] });
+      openGate();
       await waitFor('the failpoint job to complete', async () => (await statusOf(again.jobId!)) === 'COMPLETE', 60_000, 200);
       faults.push({ name: 'api SIGKILL at the failpoint (real)', recoveryMs: Date.now() - at });
     }
