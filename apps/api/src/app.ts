@@ -11,6 +11,7 @@ import { createJobsRepository } from '@dubgate/db/jobs';
 import { createEventsRepository } from '@dubgate/db/events';
 import { createOutboxRepository } from '@dubgate/db/outbox';
 import { createAuthRepository } from '@dubgate/db/auth';
+import { createGroupCommit, type GroupCommit } from '@dubgate/db/group-commit';
 import { createRedisConnection, closeRedis, pingWithTimeout } from '@dubgate/queues/connections';
 import { createStageQueues } from '@dubgate/queues/stage-queues';
 import { createEventPublisher } from '@dubgate/queues/publisher';
@@ -117,7 +118,9 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
   const metrics = deps.metrics ?? createMetrics({ service: 'api' });
   let db: Database | null = null;
   let redis: Redis | null = null;
+  let groupCommit: GroupCommit | null = null;
   app.addHook('onClose', async () => {
+    groupCommit?.flush();
     await stageQueues?.close().catch((err: unknown) => app.log.warn({ err }, 'closing queues failed'));
     if (redis) await closeRedis(redis);
     closeDatabase(db);
@@ -140,10 +143,18 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     logger: app.log,
   });
   const publisher = createEventPublisher(redis);
+  const commits = createGroupCommit(db);
+  groupCommit = commits;
   const delivery = createOutboxDelivery({
-    store: repos.outbox,
+    // Marking rows delivered joins the next group commit instead of a transaction of its own.
+    store: {
+      listDue: (limit, now) => repos.outbox.listDue(limit, now),
+      markFailed: (id, error, retryAt) => repos.outbox.markFailed(id, error, retryAt),
+      markDelivered: (ids) => commits.run(() => repos.outbox.markDelivered(ids)),
+    },
     stageQueues,
     publisher,
+    pipeline: () => redis!.pipeline(),
     logger: app.log,
     ownership: { redis, ownerKey: keys.jobOwnerKey },
   });
@@ -160,6 +171,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     log: app.log,
     onJobCreated: () => jobsCreated.inc(),
     downloadsHeld: createHoldReader(redis, keys.downloadsHeldKey),
+    groupCommit: commits,
     failpoint: config.DUBGATE_FAILPOINT,
   });
 

@@ -31,6 +31,8 @@ export interface OutcomeDeps {
   outbox: Pick<OutboxRepository, 'get'>;
   stageQueues: Pick<StageQueues, 'queues'>;
   delivery: OutboxDelivery;
+  /** Group commit: transitions handled in the same tick share one transaction. */
+  commit?: <T>(write: () => T) => Promise<T>;
   metrics: SchedulerMetrics;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug(o: object, m?: string): void };
   clock?: () => number;
@@ -73,6 +75,7 @@ export function streamIdTime(id: string): number {
 export function createOutcomeHandler(deps: OutcomeDeps) {
   const { db, jobs, events, log, metrics } = deps;
   const clock = deps.clock ?? Date.now;
+  const commit = deps.commit ?? (<T>(write: () => T) => new Promise<T>((resolve) => resolve(db.transaction(write)())));
 
   async function bullJob(stage: Stage, id: string): Promise<BullJobView | null> {
     const job = await deps.stageQueues.queues[stage].getJob(id);
@@ -92,18 +95,18 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
 
   /** Commits a transition (and whatever goes with it), then delivers its outbox rows. */
   async function apply(job: Job, change: StateChange, extra?: () => void): Promise<Job | null> {
-    const result = db.transaction(() => {
+    const result = await commit(() => {
       extra?.();
       return jobs.updateJobState(job.id, change);
-    })();
+    });
     if (!result.ok) {
       log.debug({ jobId: job.id, from: change.from, to: change.to, reason: result.reason }, 'transition not applied');
       return null;
     }
     metrics.transitions.inc({ from: change.from, to: change.to });
-    // Deliver now; if Redis fails, the rows stay pending and the drainer retries them.
-    const items = result.outboxIds.map((id) => deps.outbox.get(id)).filter((r) => r !== null);
-    await deps.delivery.deliver(items);
+    // Deliver now (with the rows of other transitions of this tick); if Redis fails, the rows
+    // stay pending and the drainer retries them.
+    await deps.delivery.deliverSoon(result.outboxItems);
     return result.job;
   }
 

@@ -5,6 +5,7 @@ import { createEventsRepository } from '@dubgate/db/events';
 import { createOutboxRepository, type OutboxRecord } from '@dubgate/db/outbox';
 import { createAuthRepository } from '@dubgate/db/auth';
 import { mergeSearchIndex, optimizeDatabase } from '@dubgate/db/maintenance';
+import { createGroupCommit } from '@dubgate/db/group-commit';
 import { createStageQueues, type StageQueues } from '@dubgate/queues/stage-queues';
 import { createEventPublisher } from '@dubgate/queues/publisher';
 import { createOutboxDelivery, type OutboxItem } from '@dubgate/queues/outbox-delivery';
@@ -76,14 +77,21 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     logger: log,
   });
   const publisher = createEventPublisher(opts.redis.commands);
+  const groupCommit = createGroupCommit(db);
   const delivery = createOutboxDelivery({
-    store: outbox,
+    // Marking rows delivered joins the next group commit instead of a transaction of its own.
+    store: {
+      listDue: (limit, now) => outbox.listDue(limit, now),
+      markFailed: (id, error, retryAt) => outbox.markFailed(id, error, retryAt),
+      markDelivered: (ids) => groupCommit.run(() => outbox.markDelivered(ids)),
+    },
     stageQueues,
     publisher,
+    pipeline: () => opts.redis.commands.pipeline(),
     logger: log,
     ownership: { redis: opts.redis.commands, ownerKey: keys.jobOwnerKey },
   });
-  const handle = createOutcomeHandler({ db, jobs, events, outbox, stageQueues, delivery, metrics, log });
+  const handle = createOutcomeHandler({ db, jobs, events, outbox, stageQueues, delivery, commit: (write) => groupCommit.run(write), metrics, log });
   const backpressure = createBackpressure({
     redis: opts.redis.commands,
     holdKey: keys.downloadsHeldKey,
@@ -268,6 +276,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       await lock.stop();
       acting = false;
       await Promise.allSettled(loops);
+      groupCommit.flush();
       await stageQueues.close().catch((err: unknown) => log.warn({ err }, 'closing queues failed'));
     },
     reconcileNow: () => reconciler.run(),

@@ -7,7 +7,7 @@ import { stageJobId, type DownloadPayload } from '@dubgate/contracts/stages';
 import { createEventsRepository } from './events-repository.js';
 import { fromJson, toJson } from './json.js';
 import { createJobLister, DEFAULT_LIST_TUNING, type ListJobsTuning } from './list-jobs.js';
-import { createOutboxRepository, type OutboxInput } from './outbox-repository.js';
+import { createOutboxRepository, type OutboxInput, type OutboxItem } from './outbox-repository.js';
 import { toEvent, toJob, toMedia, type EventRow, type JobRow, type MediaRow } from './rows.js';
 import { systemClock, toIso, type Clock } from './time.js';
 import { uuidv7 } from './uuid.js';
@@ -30,9 +30,9 @@ export interface InsertJobInput {
 }
 
 export type InsertJobResult =
-  | { ok: true; created: true; job: Job; eventId: number; outboxIds: number[] }
+  | { ok: true; created: true; job: Job; eventId: number; outboxIds: number[]; outboxItems: OutboxItem[] }
   /** Replay of an earlier request with the same key and body: nothing written. */
-  | { ok: true; created: false; job: Job; eventId: null; outboxIds: [] }
+  | { ok: true; created: false; job: Job; eventId: null; outboxIds: []; outboxItems: [] }
   /** Same key, different body: nothing written; the API answers 422 IDEMPOTENCY_KEY_REUSED. */
   | { ok: false; reason: 'idempotency_conflict'; job: Job };
 
@@ -60,7 +60,7 @@ export interface StateChange {
 }
 
 export type UpdateJobStateResult =
-  | { ok: true; job: Job; eventId: number; outboxIds: number[] }
+  | { ok: true; job: Job; eventId: number; outboxIds: number[]; outboxItems: OutboxItem[] }
   /** The transition table does not allow from → to. */
   | { ok: false; reason: 'forbidden' }
   | { ok: false; reason: 'not_found' }
@@ -85,6 +85,7 @@ export interface DeletedJob {
   /** Files the job had (relative to MEDIA_ROOT), for the caller to remove; the job dir is `<jobId>/`. */
   mediaPaths: string[];
   outboxIds: number[];
+  outboxItems: OutboxItem[];
 }
 
 export interface JobsRepositoryOptions {
@@ -205,7 +206,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       if (existing) {
         const job = toJob(existing);
         return existing.request_hash === hash
-          ? { ok: true, created: false, job, eventId: null, outboxIds: [] }
+          ? { ok: true, created: false, job, eventId: null, outboxIds: [], outboxItems: [] }
           : { ok: false, reason: 'idempotency_conflict', job };
       }
     }
@@ -223,7 +224,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       now: toIso(now),
     })!;
     const job = toJob(row);
-    const eventId = events.insertEvent(job.id, {
+    const eventId = events.insertEventForJobInHand(job.id, {
       type: 'created',
       level: 'info',
       message: 'Job created',
@@ -250,11 +251,11 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       timestamp: job.createdAt,
       payload: { url: job.url, status: job.status, ownerId: job.ownerId, eventId },
     };
-    const outboxIds = outbox.add([
+    const outboxItems = outbox.append([
       { kind: 'enqueue', jobId: job.id, payload: { stage: 'download', queueJobId: stageJobId(job.id, 'download', 0), payload: download } },
       { kind: 'publish', jobId: job.id, payload: { channel: STATE_CHANNEL, message: added } },
     ]);
-    return { ok: true, created: true, job, eventId, outboxIds };
+    return { ok: true, created: true, job, eventId, outboxIds: outboxItems.map((o) => o.id), outboxItems };
   });
 
   const transitionTx = db.transaction((jobId: string, change: StateChange): UpdateJobStateResult => {
@@ -289,7 +290,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
     }
     const job = toJob(row);
     const reason = change.reason;
-    const eventId = events.insertEvent(jobId, {
+    const eventId = events.insertEventForJobInHand(jobId, {
       type: 'state_change',
       level: change.to === 'FAILED' ? 'error' : 'info',
       message: `${change.from} -> ${change.to}${reason ? `: ${reason}` : ''}`.slice(0, MAX_REASON_LENGTH + 40),
@@ -297,11 +298,11 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       payload: { ...change.eventPayload, ...(reason === undefined ? {} : { reason }), from: change.from, to: change.to },
       createdAt: now,
     })!;
-    const outboxIds = outbox.add([
+    const outboxItems = outbox.append([
       { kind: 'publish', jobId, payload: { channel: STATE_CHANNEL, message: stateChangeMessage(job, change.from, eventId, reason) } },
       ...(change.outbox ?? []),
     ]);
-    return { ok: true, job, eventId, outboxIds };
+    return { ok: true, job, eventId, outboxIds: outboxItems.map((o) => o.id), outboxItems };
   });
 
   const deleteTx = db.transaction((jobId: string, extra: readonly OutboxInput[]): DeletedJob | null => {
@@ -317,8 +318,8 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       timestamp: toIso(clock()),
       payload: { ownerId },
     };
-    const outboxIds = outbox.add([{ kind: 'publish', jobId, payload: { channel: STATE_CHANNEL, message: removed } }, ...extra]);
-    return { ownerId, mediaPaths: paths, outboxIds };
+    const outboxItems = outbox.append([{ kind: 'publish', jobId, payload: { channel: STATE_CHANNEL, message: removed } }, ...extra]);
+    return { ownerId, mediaPaths: paths, outboxIds: outboxItems.map((o) => o.id), outboxItems };
   });
 
   const detailTx = db.transaction((id: string): JobDetail | null => {

@@ -35,6 +35,11 @@ interface OutboxMeta {
   attempts: number;
   lastError: string | null;
 }
+/** A row just written, as delivery needs it (what `get(id)` would read back). */
+export type OutboxItem =
+  | { id: number; kind: 'enqueue'; payload: EnqueueMessage }
+  | { id: number; kind: 'publish'; payload: PublishMessage };
+
 export type OutboxRecord =
   | (OutboxMeta & { kind: 'enqueue'; payload: EnqueueMessage })
   | (OutboxMeta & { kind: 'publish'; payload: PublishMessage });
@@ -111,6 +116,13 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
   return {
     add(rows: readonly OutboxInput[]): number[] {
       return rows.length === 0 ? [] : add(rows);
+    },
+
+    /** Like add, and returns the rows as written, so the writer can deliver them without reading back. */
+    append(rows: readonly OutboxInput[]): OutboxItem[] {
+      if (rows.length === 0) return [];
+      const ids = add(rows);
+      return rows.map((r, i) => ({ id: ids[i]!, kind: r.kind, payload: r.payload }) as OutboxItem);
     },
 
     /** Undelivered rows whose time has come, oldest first. */

@@ -8,6 +8,8 @@ import { createEventsRepository } from '../src/events-repository.js';
 import { uuidv7, uuidv7Time } from '../src/uuid.js';
 import { counts, hasShape, jobInput, manualClock, seedUsers, testDb } from './helpers.js';
 
+const outboxOf = (db: Parameters<typeof createOutboxRepository>[0]) => ({ outbox: createOutboxRepository(db) });
+
 function setup() {
   const { db } = testDb();
   const time = manualClock();
@@ -87,8 +89,15 @@ describe('insertJob', () => {
     if (!first.ok) throw new Error('expected ok');
     const before = counts(db);
 
+    // The rows handed back for delivery are the rows as stored.
+    const { outbox } = outboxOf(db);
+    expect(first.outboxItems).toEqual(first.outboxIds.map((id) => {
+      const r = outbox.get(id)!;
+      return { id: r.id, kind: r.kind, payload: r.payload };
+    }));
+
     const again = jobs.insertJob(jobInput(alice, { idempotencyKey: 'k1', requestHash: 'h1' }));
-    expect(again).toEqual({ ok: true, created: false, job: first.job, eventId: null, outboxIds: [] });
+    expect(again).toEqual({ ok: true, created: false, job: first.job, eventId: null, outboxIds: [], outboxItems: [] });
     expect(counts(db)).toEqual(before);
 
     const other = jobs.insertJob(jobInput(alice, { url: 'https://vimeo.com/1', idempotencyKey: 'k1', requestHash: 'h2' }));

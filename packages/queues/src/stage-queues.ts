@@ -89,6 +89,11 @@ export interface StageQueues {
   jobOptions(stage: Stage): JobsOptions;
   enqueue<S extends Stage>(stage: S, payload: StagePayloads[S], opts?: EnqueueOptions): Promise<EnqueueResult>;
   enqueueRaw(stage: Stage, queueJobId: string, payload: unknown): Promise<EnqueueResult>;
+  /**
+   * Adds many jobs to one stage in a single pipeline (one write, one round trip). Rejects if any
+   * add failed; the others may have been added, and adding them again adds nothing (fixed ids).
+   */
+  enqueueMany(stage: Stage, entries: ReadonlyArray<{ queueJobId: string; payload: unknown; delayMs?: number }>): Promise<EnqueueResult[]>;
   findStageJobs(jobId: string, maxGeneration: number): Promise<StageJobInfo[]>;
   removeStageJobs(jobId: string, maxGeneration: number): Promise<RemoveStageJobsResult>;
   counts(): Promise<Record<Stage, StageCounts>>;
@@ -158,6 +163,24 @@ export function createStageQueues(options: StageQueuesOptions): StageQueues {
     // Same id twice → BullMQ keeps the first job (while it still exists) and adds nothing.
     const job = await anyQueue(stage).add(stage, payload, { ...jobOptions(stage), ...extra, jobId: queueJobId });
     return { stage, queueJobId: job.id ?? queueJobId };
+  }
+
+  async function addMany(
+    stage: Stage,
+    entries: ReadonlyArray<{ queueJobId: string; payload: unknown; delayMs?: number }>,
+  ): Promise<EnqueueResult[]> {
+    assertOpen();
+    if (entries.length === 0) return [];
+    for (const e of entries) assertStagePayload(stage, e.payload);
+    const base = jobOptions(stage);
+    const jobs = await anyQueue(stage).addBulk(
+      entries.map((e) => ({
+        name: stage,
+        data: e.payload,
+        opts: { ...base, jobId: e.queueJobId, ...(e.delayMs && e.delayMs > 0 ? { delay: e.delayMs } : {}) },
+      })),
+    );
+    return jobs.map((job, i) => ({ stage, queueJobId: job.id ?? entries[i]!.queueJobId }));
   }
 
   function candidates(jobId: string, maxGeneration: number): Array<{ stage: Stage; generation: number; id: string }> {
@@ -247,6 +270,7 @@ export function createStageQueues(options: StageQueuesOptions): StageQueues {
       return add(stage, stageJobId(payload.jobId, stage, payload.generation), payload, opts);
     },
     enqueueRaw: (stage, queueJobId, payload) => add(stage, queueJobId, payload),
+    enqueueMany: addMany,
     findStageJobs,
     removeStageJobs,
     counts,

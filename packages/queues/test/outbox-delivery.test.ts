@@ -110,4 +110,93 @@ describe('outbox delivery', () => {
     expect(rows[0]!.availableAt).toBeGreaterThan(firstRetry);
     expect(rows[0]!.delivered).toBe(false);
   });
+
+  it('pipelined batches: every row of many callers delivered once, publishes in row order, owner key set before job_added, a bad row fails alone', async () => {
+    const prefix = uniquePrefix();
+    const redis = createRedisConnection(redisUrl(), 'producer');
+    const sub = createRedisConnection(redisUrl(), 'subscriber');
+    await waitForReady(redis);
+    const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
+    cleanups.push(async () => {
+      await queues.close();
+      await deleteKeysUnder(redis, prefix);
+      await closeRedis(sub);
+      await closeRedis(redis);
+    });
+    const channel = `events:test-${prefix}`;
+    const ownerKey = (jobId: string) => `${prefix}:owner:${jobId}`;
+    const received: Array<{ type: string; jobId: string; n: number; ownerKnown: string | null }> = [];
+    const checks: Promise<void>[] = [];
+    await sub.subscribe(channel);
+    sub.on('message', (_c, text) => {
+      const m = JSON.parse(text) as { type: string; jobId: string; n: number };
+      // The owner key must already be there when job_added is seen.
+      checks.push(redis.get(ownerKey(m.jobId)).then((owner) => void received.push({ ...m, ownerKnown: owner })));
+    });
+
+    const jobIds = Array.from({ length: 30 }, () => uniqueJobId());
+    let id = 0;
+    const callerRows = jobIds.map((jobId, i) => {
+      const rows: OutboxItem[] = [
+        { ...downloadItem(++id, jobId) },
+        { id: ++id, kind: 'publish', payload: { channel, message: { type: 'job_added', jobId, n: 0, payload: { ownerId: `user-${i}` } } } },
+        { id: ++id, kind: 'publish', payload: { channel, message: { type: 'state_change', jobId, n: 1 } } },
+      ];
+      return rows;
+    });
+    // One caller's enqueue row is invalid: it fails alone.
+    const bad: OutboxItem = { id: ++id, kind: 'enqueue', payload: { stage: 'download', queueJobId: 'bad_download_g0', payload: { jobId: 'bad' } } };
+    callerRows[3]!.push(bad);
+    const { store, rows } = memoryStore(callerRows.flat());
+    const delivery = createOutboxDelivery({
+      store,
+      stageQueues: queues,
+      publisher: createEventPublisher(redis),
+      pipeline: () => redis.pipeline(),
+      ownership: { redis, ownerKey },
+    });
+
+    const reports = await Promise.all(callerRows.map((r) => delivery.deliverSoon(r)));
+    // Each caller hears about its own rows only.
+    reports.forEach((report, i) => {
+      const mine = callerRows[i]!.map((r) => r.id);
+      expect([...report.delivered, ...report.failed.map((f) => f.id)].sort((a, b) => a - b)).toEqual(mine);
+    });
+    expect(reports[3]!.failed.map((f) => f.id)).toEqual([bad.id]);
+    expect(rows.filter((r) => !r.delivered).map((r) => r.item.id)).toEqual([bad.id]);
+    expect(rows.find((r) => r.item.id === bad.id)!.errors).toHaveLength(1);
+
+    expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(30);
+    await expect.poll(() => received.length).toBe(60);
+    await Promise.all(checks);
+    for (const jobId of jobIds) {
+      const mine = received.filter((m) => m.jobId === jobId);
+      expect(mine.map((m) => m.n)).toEqual([0, 1]);
+      expect(mine[0]!.ownerKnown).toMatch(/^user-/);
+    }
+    // Delivered again (a crash before markDelivered): nothing new is enqueued.
+    await delivery.deliver(callerRows.flat().filter((r) => r.kind === 'enqueue' && r !== bad));
+    expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(30);
+  });
+
+  it('pipelined batches with Redis unreachable: every row is marked for retry, nothing throws', async () => {
+    const redis = createRedisConnection(`redis://127.0.0.1:${await closedPort()}`, 'producer');
+    cleanups.push(() => closeRedis(redis));
+    const queues = createStageQueues({ connection: redis, prefix: uniquePrefix(), retries: { download: 1, dub: 1, mux: 1 } });
+    cleanups.push(() => queues.close().catch(() => undefined));
+    const now = 5_000_000;
+    const items: OutboxItem[] = [downloadItem(1, uniqueJobId()), { id: 2, kind: 'publish', payload: { channel: 'events:x', message: {} } }];
+    const { store, rows } = memoryStore(items, () => now);
+    const delivery = createOutboxDelivery({
+      store,
+      stageQueues: queues,
+      publisher: createEventPublisher(redis),
+      pipeline: () => redis.pipeline(),
+      clock: () => now,
+    });
+    const report = await delivery.deliverSoon(items);
+    expect(report.delivered).toEqual([]);
+    expect(report.failed.map((f) => f.id)).toEqual([1, 2]);
+    expect(rows.every((r) => !r.delivered && r.availableAt > now)).toBe(true);
+  });
 });

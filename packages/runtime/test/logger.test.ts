@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { REDACT_PATHS, createLogger, loggerOptions } from '../src/logger.js';
+import { createLogger, loggerOptions, redactSecrets } from '../src/logger.js';
 
 function capture() {
   const lines: string[] = [];
@@ -59,7 +59,44 @@ describe('loggerOptions', () => {
     const opts = loggerOptions({ name: 'api', level: 'debug', pid: 7 });
     expect(opts.level).toBe('debug');
     expect(opts.base).toEqual({ service: 'api', pid: 7 });
-    expect(opts.redact).toEqual({ paths: [...REDACT_PATHS], censor: '[Redacted]' });
-    expect(REDACT_PATHS).toContain('req.headers.authorization'.replace(/^req/, '*'));
+    const censored = opts.formatters!.log!({ req: { headers: { Authorization: 'Bearer x' } }, body: { password: 'p' } });
+    expect(censored).toEqual({ req: { headers: { Authorization: '[Redacted]' } }, body: { password: '[Redacted]' } });
+  });
+});
+
+describe('redactSecrets', () => {
+  it('returns the same object, unchanged, when there is nothing to censor', () => {
+    const obj = { jobId: 'j1', nested: { a: 1, list: [{ b: 2 }] }, headers: { accept: 'json' } };
+    expect(redactSecrets(obj)).toBe(obj);
+  });
+
+  it('copies along the censored paths and never changes the caller\'s object', () => {
+    const shared = { keep: true };
+    const obj = { shared, body: { password: 'hunter2', username: 'u' }, deep: { a: { b: { token: 't' } } } };
+    const out = redactSecrets(obj);
+    expect(out).toEqual({ shared, body: { password: '[Redacted]', username: 'u' }, deep: { a: { b: { token: '[Redacted]' } } } });
+    expect(out.shared).toBe(shared);
+    expect(obj.body.password).toBe('hunter2');
+    expect(obj.deep.a.b.token).toBe('t');
+  });
+
+  it('censors secret headers in any case, only inside headers objects', () => {
+    const out = redactSecrets({ headers: { Cookie: 'c', 'X-CSRF-Token': 'x', accept: 'a' }, cookie: 'not a header' });
+    expect(out).toEqual({ headers: { Cookie: '[Redacted]', 'X-CSRF-Token': '[Redacted]', accept: 'a' }, cookie: 'not a header' });
+  });
+
+  it('stops past four levels of keys and leaves class instances to their serializers', () => {
+    const deeper = { a: { b: { c: { d: { password: 'p' } } } } };
+    expect(redactSecrets({ a: { b: { c: { password: 'p' } } } })).toEqual({ a: { b: { c: { password: '[Redacted]' } } } });
+    expect(redactSecrets(deeper)).toBe(deeper);
+    const err = Object.assign(new Error('boom'), { code: 'E' });
+    const withErr = { err };
+    expect(redactSecrets(withErr)).toBe(withErr);
+  });
+});
+
+describe('loggerOptions, still', () => {
+  it('keeps the base fields', () => {
+    expect(loggerOptions({ name: 'x' }).base).toMatchObject({ service: 'x' });
   });
 });

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { JobsRepository, StateChange } from '@dubgate/db/jobs';
 import type { EventsRepository } from '@dubgate/db/events';
-import type { OutboxRepository, OutboxInput } from '@dubgate/db/outbox';
+import type { OutboxRepository, OutboxInput, OutboxItem } from '@dubgate/db/outbox';
+import type { GroupCommit } from '@dubgate/db/group-commit';
 import type { StageQueues } from '@dubgate/queues/stage-queues';
 import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
 import { controlRefusal, isActive, type ControlOperation, type JobState } from '@dubgate/contracts/states';
@@ -36,6 +37,8 @@ export interface JobsServiceDeps {
   failpoint?: 'off' | 'after-commit';
   /** Why downloads are held back (set by the scheduler), or null. */
   downloadsHeld?: () => Promise<string | null>;
+  /** Shares one SQLite transaction among the jobs created in the same tick; without it each commits alone. */
+  groupCommit?: Pick<GroupCommit, 'run'>;
 }
 
 export interface CreateJobOutcome {
@@ -53,8 +56,10 @@ const REFUSAL_CODES = {
 } as const satisfies Record<ControlOperation, string>;
 
 export function createJobsService(deps: JobsServiceDeps) {
-  const { jobs, events, outbox, delivery, log } = deps;
+  const { jobs, events, delivery, log } = deps;
   const deliveryTimeoutMs = deps.deliveryTimeoutMs ?? 2_000;
+  const commit = <T>(write: () => T): Promise<T> =>
+    deps.groupCommit ? deps.groupCommit.run(write) : new Promise<T>((resolve) => resolve(write()));
 
   /** The job if this user may see it; another user's job is indistinguishable from a missing one. */
   function loadOwned(user: AuthUser, id: string): Job {
@@ -64,19 +69,17 @@ export function createJobsService(deps: JobsServiceDeps) {
   }
 
   /** Delivers committed outbox rows now, bounded in time; whatever fails stays for the drainer. */
-  async function deliverNow(outboxIds: readonly number[], opts: { holdDownloads?: boolean } = {}): Promise<void> {
-    if (outboxIds.length === 0) return;
+  async function deliverNow(written: readonly OutboxItem[], opts: { holdDownloads?: boolean } = {}): Promise<void> {
     // Held download enqueues stay in the outbox; the scheduler releases them in order.
-    const items = outboxIds
-      .map((id) => outbox.get(id))
-      .filter((r) => r !== null)
-      .filter((r) => !(opts.holdDownloads && r.kind === 'enqueue' && r.payload.stage === 'download'));
+    const items = written.filter((r) => !(opts.holdDownloads && r.kind === 'enqueue' && r.payload.stage === 'download'));
+    if (items.length === 0) return;
+    const outboxIds = items.map((r) => r.id);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), deliveryTimeoutMs);
     });
     try {
-      const result = await Promise.race([delivery.deliver(items), timeout]);
+      const result = await Promise.race([delivery.deliverSoon(items), timeout]);
       if (result === 'timeout') log.warn({ outboxIds }, 'outbox delivery slow; left to the scheduler');
     } catch (err) {
       log.warn({ err, outboxIds }, 'outbox delivery failed; left to the scheduler');
@@ -132,19 +135,20 @@ export function createJobsService(deps: JobsServiceDeps) {
         formatPreset: body.formatPreset ?? DEFAULT_FORMAT_PRESET,
         outputContainer: body.outputContainer ?? DEFAULT_OUTPUT_CONTAINER,
       };
-      const result = jobs.insertJob({
+      const input = {
         ownerId: user.id,
         ...normalized,
         idempotencyKey: idempotencyKey ?? null,
         requestHash: idempotencyKey ? requestHash(normalized) : null,
-      });
+      };
+      const result = await commit(() => jobs.insertJob(input));
       if (!result.ok) throw new AppError('IDEMPOTENCY_KEY_REUSED');
       if (!result.created) return { job: result.job, created: false };
       if (deps.failpoint === 'after-commit') process.kill(process.pid, 'SIGKILL');
       deps.onJobCreated?.(result.job);
       const held = await heldReason();
       if (held) jobs.setHoldReason(result.job.id, held);
-      await deliverNow(result.outboxIds, { holdDownloads: held !== null });
+      await deliverNow(result.outboxItems, { holdDownloads: held !== null });
       return { job: held ? { ...result.job, holdReason: held } : result.job, created: true };
     },
 
@@ -181,7 +185,7 @@ export function createJobsService(deps: JobsServiceDeps) {
         patch: { holdReason: null },
         outbox: [cancelSignalRow(job, reason)],
       }));
-      await deliverNow(result.outboxIds);
+      await deliverNow(result.outboxItems);
       await removeQueued(result.job);
       return result.job;
     },
@@ -216,7 +220,7 @@ export function createJobsService(deps: JobsServiceDeps) {
       });
       const held = await heldReason();
       if (held) jobs.setHoldReason(id, held);
-      await deliverNow(result.outboxIds, { holdDownloads: held !== null });
+      await deliverNow(result.outboxItems, { holdDownloads: held !== null });
       return held ? { ...result.job, holdReason: held } : result.job;
     },
 
@@ -257,7 +261,7 @@ export function createJobsService(deps: JobsServiceDeps) {
           ],
         };
       });
-      await deliverNow(result.outboxIds);
+      await deliverNow(result.outboxItems);
       return result.job;
     },
 
@@ -278,7 +282,7 @@ export function createJobsService(deps: JobsServiceDeps) {
       if (!deleted) throw new NotFoundError('JOB_NOT_FOUND');
       const files = await removeJobMedia(deps.mediaRoot, id, deleted.mediaPaths);
       if (files.refused.length > 0) log.warn({ jobId: id, refused: files.refused }, 'media paths outside MEDIA_ROOT left alone');
-      await deliverNow(deleted.outboxIds);
+      await deliverNow(deleted.outboxItems);
     },
   };
 
