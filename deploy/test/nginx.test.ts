@@ -119,9 +119,10 @@ describe.skipIf(missing.length > 0 || unbuilt.length > 0)('nginx in front of the
     expect(got.json().job).toMatchObject({ id, url: 'https://videos.example.com/watch?v=nginx' });
 
     for (let i = 0; i < 6; i++) expect((await http(`${base}/api/jobs/${id}`, { localAddress: from, headers: auth })).status).toBe(200);
-    // Both instances answered some of these (round robin across the upstream).
+    // Both instances answered some of these (round robin across the upstream). Log lines reach
+    // stdout within the logger's 100 ms flush.
     for (const api of apis) {
-      expect(api.logs().some((l) => l.msg === 'incoming request'), `${api.name} got no request`).toBe(true);
+      await expect.poll(() => api.logs().some((l) => l.msg === 'request completed'), { message: `${api.name} got no request`, timeout: 2_000 }).toBe(true);
     }
   });
 
@@ -156,9 +157,10 @@ describe.skipIf(missing.length > 0 || unbuilt.length > 0)('nginx in front of the
     await attempt('127.0.0.62', 'xff-spoof', { 'x-forwarded-for': '203.0.113.9' });
 
     const seen = (reqId: string) =>
-      apis.flatMap((a) => a.logs()).find((l) => l.reqId === reqId && l.msg === 'incoming request') as
+      apis.flatMap((a) => a.logs()).find((l) => l.reqId === reqId && l.msg === 'request completed') as
         | { req: { remoteAddress: string } }
         | undefined;
+    await expect.poll(() => seen('xff-spoof'), { timeout: 2_000 }).toBeDefined();
     expect(seen('xff-a-0')?.req.remoteAddress).toBe('127.0.0.60');
     expect(seen('xff-b-0')?.req.remoteAddress).toBe('127.0.0.61');
     expect(seen('xff-spoof')?.req.remoteAddress).toBe('127.0.0.62');

@@ -44,7 +44,9 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions) {
   await app.register(fastifyJwt, {
     secret: opts.secret,
     sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: opts.sessionTtlSeconds },
-    verify: { algorithms: ['HS256'], allowedIss: JWT_ISSUER, allowedAud: JWT_AUDIENCE, requiredClaims: ['sub', 'sid', 'exp'] },
+    // cache: a token verified once is not verified again (fast-jwt keeps it until its exp);
+    // revocation does not depend on it, the session row is read on every request.
+    verify: { algorithms: ['HS256'], allowedIss: JWT_ISSUER, allowedAud: JWT_AUDIENCE, requiredClaims: ['sub', 'sid', 'exp'], cache: 10_000 },
   });
 
   app.decorate('signSession', (claims: SessionClaims) => app.jwt.sign(claims));
