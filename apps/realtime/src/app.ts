@@ -37,7 +37,7 @@ import { AuthError, assertNotRevoked, createTokenVerifier, handshakeCredential, 
 import { createMeteredAdapter } from './metered-adapter.js';
 import { createRealtimeMetrics, disconnectLabel, type RealtimeMetrics, type RefusalReason } from './metrics.js';
 import { createOriginPolicy } from './origins.js';
-import { createAbuseTracker, createTokenBucket, type AbuseTracker, type TokenBucket } from './rate-limit.js';
+import { mayNotify, newRateState, strike, takeToken, type RateLimits, type RateState } from './rate-limit.js';
 import { createSessionRegistry } from './session-registry.js';
 
 /** The four Redis connections of a node, one role each. */
@@ -99,19 +99,16 @@ interface ConnState {
   revoked: AuthError | null;
   authenticating: boolean;
   authFailures: number;
-  jobs: Set<string>;
-  bucket: TokenBucket;
-  abuse: AbuseTracker;
+  /** Job ids this socket subscribed to; made on the first subscribe (most sockets never do). */
+  jobs: Set<string> | null;
+  rate: RateState;
   authTimer?: NodeJS.Timeout;
-  expiryTimer?: NodeJS.Timeout;
 }
 
 type Ack = (answer: unknown) => void;
 
 /** Failed `authenticate` attempts a socket may make before it is disconnected. */
 export const MAX_AUTH_ATTEMPTS = 3;
-/** setTimeout's largest delay. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const CLIENT_EVENTS = new Set<string>(CLIENT_EVENT_NAMES);
 const checkSubscribeArgs = TypeCompiler.Compile(SubscribeArgsSchema);
 const checkAuthenticateArgs = TypeCompiler.Compile(AuthenticateArgsSchema);
@@ -168,6 +165,11 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
   let io: RealtimeIo | undefined;
   const states = new WeakMap<RealtimeSocket, ConnState>();
   const registry = createSessionRegistry<RealtimeSocket>();
+  const rateLimits: RateLimits = {
+    ratePerSecond: config.REALTIME_EVENTS_PER_SECOND,
+    burst: config.REALTIME_EVENT_BURST,
+    maxStrikes: config.REALTIME_RATE_LIMIT_DISCONNECT,
+  };
   const rt = createRealtimeMetrics(metrics, () => io?.of('/').sockets.size ?? 0, () => registry.size);
 
   // ---------------------------------------------------------------------------------------------
@@ -283,13 +285,18 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
     kick(socket, error.code, error.message);
   }
 
-  /** Runs fn at `at` (ms since the epoch); state.expiryTimer always holds the pending timer. */
-  function armExpiry(state: ConnState, at: number, fn: () => void): void {
-    const ms = at - Date.now();
-    // Longer than setTimeout allows (24.8 days): wake up early and wait again.
-    state.expiryTimer = ms > MAX_TIMER_MS ? setTimeout(() => armExpiry(state, at, fn), MAX_TIMER_MS) : setTimeout(fn, Math.max(0, ms));
-    state.expiryTimer.unref();
-  }
+  // Token expiry: one sweep a second over the registered sockets instead of a timer per socket
+  // (JWT expiry is in whole seconds anyway).
+  const expirySweep = setInterval(() => {
+    const now = Date.now();
+    registry.forEach((socket) => {
+      const identity = states.get(socket)?.identity;
+      if (!identity || identity.expiresAt > now || !socket.connected) return;
+      rt.authFailures.inc({ code: 'TOKEN_EXPIRED' });
+      kick(socket, 'TOKEN_EXPIRED', 'The token has expired; reconnect with a new one');
+    });
+  }, 1_000);
+  expirySweep.unref();
 
   /**
    * Verifies the token and reads the revocation keys; registers the socket first, so a
@@ -318,10 +325,6 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
     clearTimeout(state.authTimer);
     state.authTimer = undefined;
     void socket.join(identity.role === 'admin' ? [rooms.user(identity.userId), rooms.admins] : rooms.user(identity.userId));
-    armExpiry(state, identity.expiresAt, () => {
-      rt.authFailures.inc({ code: 'TOKEN_EXPIRED' });
-      kick(socket, 'TOKEN_EXPIRED', 'The token has expired; reconnect with a new one');
-    });
   }
 
   // Handshake: a token in auth.token, Authorization or the cookie is checked before the socket
@@ -333,13 +336,10 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       revoked: null,
       authenticating: false,
       authFailures: 0,
-      jobs: new Set(),
-      bucket: createTokenBucket({ ratePerSecond: config.REALTIME_EVENTS_PER_SECOND, burst: config.REALTIME_EVENT_BURST }),
-      abuse: createAbuseTracker({ max: config.REALTIME_RATE_LIMIT_DISCONNECT }),
+      jobs: null,
+      rate: newRateState(rateLimits, performance.now()),
     };
     states.set(socket, state);
-    // A connection that closes during the handshake never emits 'disconnect': forget it here too.
-    socket.conn.once('close', () => registry.remove(socket));
     const fail = (err: unknown) => {
       const code = errorCodeOf(err);
       if (!(err instanceof AuthError)) logger.error({ err }, 'handshake failed');
@@ -364,10 +364,54 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       return;
     }
     authenticateToken(socket, state, credential.token).then((identity) => {
+      // A connection that closed while the keys were read never emits 'connection' nor
+      // 'disconnect' (Socket.IO drops it): forget it here.
+      if (socket.conn.readyState !== 'open') {
+        registry.remove(socket);
+        states.delete(socket);
+      }
       state.identity = identity;
       next();
     }, fail);
   });
+
+  // Listeners shared by every socket (Socket.IO calls them with `this` = the socket): one
+  // function each for the whole node instead of a closure per socket.
+  function onSocketError(this: RealtimeSocket, err: Error) {
+    // A packet socket.io-parser refuses lands here (then the connection closes); without a
+    // listener Node's EventEmitter would throw it.
+    rt.refuse('malformed_packet');
+    logger.debug({ err, socketId: this.id }, 'undecodable packet; closing the connection');
+  }
+  function onSocketDisconnect(this: RealtimeSocket, reason: string, description?: unknown) {
+    clearTimeout(states.get(this)?.authTimer);
+    registry.remove(this);
+    rt.disconnects.inc({ reason: disconnectLabel(reason) });
+    // Engine.IO-level garbage (below socket.io-parser).
+    if (reason === 'parse error') rt.refuse('malformed_packet');
+    else if (reason === 'transport error' && /payload|too large|413/i.test(String((description as { message?: string } | undefined)?.message ?? ''))) {
+      rt.refuse('payload_too_large');
+    }
+    logger.debug({ socketId: this.id, reason }, 'socket disconnected');
+  }
+  function runHandler(socket: RealtimeSocket, event: string, args: unknown[], fn: (socket: RealtimeSocket, state: ConnState, args: unknown[]) => Promise<void>) {
+    const state = states.get(socket);
+    if (!state) return;
+    fn(socket, state, args).catch((err: unknown) => {
+      logger.error({ err, event, socketId: socket.id }, 'socket handler failed');
+      const { ack } = splitAck(args);
+      if (socket.connected) refuseRequest(socket, event, ack, 'INTERNAL_ERROR', ERROR_CODES.INTERNAL_ERROR.message);
+    });
+  }
+  function onAuthenticateEvent(this: RealtimeSocket, ...args: unknown[]) {
+    runHandler(this, 'authenticate', args, onAuthenticate);
+  }
+  function onSubscribeEvent(this: RealtimeSocket, ...args: unknown[]) {
+    runHandler(this, 'subscribe', args, onSubscribe);
+  }
+  function onUnsubscribeEvent(this: RealtimeSocket, ...args: unknown[]) {
+    runHandler(this, 'unsubscribe', args, onUnsubscribe);
+  }
 
   nsp.on('connection', (socket) => {
     const state = states.get(socket);
@@ -376,38 +420,23 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       return;
     }
 
-    // A packet socket.io-parser refuses lands here (then the connection closes); without a listener
-    // Node's EventEmitter would throw it.
-    socket.on('error', (err) => {
-      rt.refuse('malformed_packet');
-      logger.debug({ err, socketId: socket.id }, 'undecodable packet; closing the connection');
-    });
-    socket.on('disconnect', (reason, description) => {
-      clearTimeout(state.authTimer);
-      clearTimeout(state.expiryTimer);
-      registry.remove(socket);
-      rt.disconnects.inc({ reason: disconnectLabel(reason) });
-      // Engine.IO-level garbage (below socket.io-parser).
-      if (reason === 'parse error') rt.refuse('malformed_packet');
-      else if (reason === 'transport error' && /payload|too large|413/i.test(String((description as { message?: string } | undefined)?.message ?? ''))) {
-        rt.refuse('payload_too_large');
-      }
-      logger.debug({ socketId: socket.id, reason }, 'socket disconnected');
-    });
+    socket.on('error', onSocketError);
+    socket.on('disconnect', onSocketDisconnect);
 
     // Every packet from the client passes here first: rate, known event, authenticated.
     socket.use((packet, next) => {
       const event = packet[0] as unknown;
       const { ack } = splitAck(packet);
       const name = typeof event === 'string' ? event : '';
-      if (!state.bucket.take()) {
+      const now = performance.now();
+      if (!takeToken(state.rate, rateLimits, now)) {
         rt.refuse('rate_limited');
-        if (state.abuse.strike()) {
+        if (strike(state.rate, rateLimits, now)) {
           kick(socket, 'RATE_LIMITED', 'Too many events; disconnected');
           return;
         }
         if (ack) refuseRequest(socket, name, ack, 'RATE_LIMITED', ERROR_CODES.RATE_LIMITED.message);
-        else if (state.abuse.mayNotify()) emitError(socket, 'RATE_LIMITED');
+        else if (mayNotify(state.rate, rateLimits, now)) emitError(socket, 'RATE_LIMITED');
         return;
       }
       if (!CLIENT_EVENTS.has(name)) {
@@ -423,18 +452,9 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       next();
     });
 
-    const handle = (event: string, fn: (args: unknown[]) => Promise<void>) => {
-      socket.on(event as 'subscribe', (...args: unknown[]) => {
-        fn(args).catch((err: unknown) => {
-          logger.error({ err, event, socketId: socket.id }, 'socket handler failed');
-          const { ack } = splitAck(args);
-          if (socket.connected) refuseRequest(socket, event, ack, 'INTERNAL_ERROR', ERROR_CODES.INTERNAL_ERROR.message);
-        });
-      });
-    };
-    handle('authenticate', (args) => onAuthenticate(socket, state, args));
-    handle('subscribe', (args) => onSubscribe(socket, state, args));
-    handle('unsubscribe', (args) => onUnsubscribe(socket, state, args));
+    socket.on('authenticate', onAuthenticateEvent);
+    socket.on('subscribe', onSubscribeEvent);
+    socket.on('unsubscribe', onUnsubscribeEvent);
 
     if (state.revoked) {
       kick(socket, state.revoked.code, state.revoked.message);
@@ -498,7 +518,8 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
     }
     const identity = state.identity!;
     const ids = [...new Set(rest[0] as string[])];
-    const fresh = ids.filter((id) => !state.jobs.has(id));
+    const subscribed = (state.jobs ??= new Set());
+    const fresh = ids.filter((id) => !subscribed.has(id));
     const owners = new Map<string, string | null>();
     if (fresh.length > 0) {
       let values: Array<string | null>;
@@ -508,7 +529,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
         logger.warn({ err }, 'job owner lookup failed');
         rt.refuse('unavailable', fresh.length);
         const message = 'Cannot check job ownership right now; try again shortly';
-        const results = ids.map((jobId) => (state.jobs.has(jobId) ? { jobId, accepted: true } : { jobId, accepted: false, code: 'SERVICE_UNAVAILABLE' }));
+        const results = ids.map((jobId) => (subscribed.has(jobId) ? { jobId, accepted: true } : { jobId, accepted: false, code: 'SERVICE_UNAVAILABLE' }));
         if (ack) ack({ ok: false, results, error: { code: 'SERVICE_UNAVAILABLE', message } } satisfies SubscriptionAck);
         else emitError(socket, 'SERVICE_UNAVAILABLE', message);
         return;
@@ -520,7 +541,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
     const results: SubscriptionAck['results'] = [];
     const join: string[] = [];
     for (const jobId of ids) {
-      if (state.jobs.has(jobId)) {
+      if (subscribed.has(jobId)) {
         results.push({ jobId, accepted: true });
         continue;
       }
@@ -531,12 +552,12 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
         results.push({ jobId, accepted: false, code: 'JOB_NOT_FOUND' });
         continue;
       }
-      if (state.jobs.size >= config.REALTIME_MAX_SUBSCRIPTIONS) {
+      if (subscribed.size >= config.REALTIME_MAX_SUBSCRIPTIONS) {
         rt.refuse('too_many_subscriptions');
         results.push({ jobId, accepted: false, code: 'TOO_MANY_SUBSCRIPTIONS' });
         continue;
       }
-      state.jobs.add(jobId);
+      subscribed.add(jobId);
       join.push(rooms.job(jobId));
       results.push({ jobId, accepted: true });
     }
@@ -559,7 +580,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
     }
     const ids = [...new Set(rest[0] as string[])];
     for (const jobId of ids) {
-      if (state.jobs.delete(jobId)) void socket.leave(rooms.job(jobId));
+      if (state.jobs?.delete(jobId)) void socket.leave(rooms.job(jobId));
     }
     // Leaving a room one is not in is a no-op, not a refusal.
     ack?.({ ok: true, results: ids.map((jobId) => ({ jobId, accepted: true })) } satisfies SubscriptionAck);
@@ -646,6 +667,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
   let closed: Promise<void> | undefined;
   async function doClose(drainTimeoutMs: number): Promise<void> {
     closing = true;
+    clearInterval(expirySweep);
     logger.info({ sockets: nsp.sockets.size, drainTimeoutMs }, 'realtime node closing');
     await closeAll([
       // No new connections; the ones open stay until drained.

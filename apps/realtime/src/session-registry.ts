@@ -11,6 +11,8 @@ export interface SessionRegistry<S> {
   byUser(userId: string): S[];
   /** Every registered socket. */
   all(): S[];
+  /** Visits every registered socket without copying them. */
+  forEach(fn: (socket: S) => void): void;
   readonly size: number;
 }
 
@@ -48,6 +50,9 @@ export function createSessionRegistry<S>(): SessionRegistry<S> {
     bySession: (sessionId) => [...(sessions.get(sessionId) ?? [])],
     byUser: (userId) => [...(users.get(userId) ?? [])],
     all: () => [...entries.keys()],
+    forEach: (fn) => {
+      for (const socket of entries.keys()) fn(socket);
+    },
     get size() {
       return entries.size;
     },
