@@ -75,6 +75,10 @@ export function streamIdTime(id: string): number {
 export function createOutcomeHandler(deps: OutcomeDeps) {
   const { db, jobs, events, log, metrics } = deps;
   const clock = deps.clock ?? Date.now;
+  // When each running stage job started (stream time of its 'active' event), for the duration
+  // metric. Bounded: a start whose outcome is never seen (job deleted) is dropped, oldest first.
+  const activeSince = new Map<string, number>();
+  const MAX_TRACKED_STARTS = 100_000;
   const commit = deps.commit ?? (<T>(write: () => T) => new Promise<T>((resolve) => resolve(db.transaction(write)())));
 
   async function bullJob(stage: Stage, id: string): Promise<BullJobView | null> {
@@ -218,9 +222,10 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     const applied = await apply(job, change, recordMedia);
     if (!applied) return 'ignored';
     if (stage !== 'mux') metrics.handoff.observe((clock() - streamIdTime(e.id)) / 1000);
-    // After the handoff, not before it: this read only feeds a metric.
-    const bull = await bullJob(stage, e.jobId).catch(() => null);
-    if (bull?.processedOn && bull.finishedOn) metrics.stageDuration.observe({ stage }, (bull.finishedOn - bull.processedOn) / 1000);
+    // From the stream's own times (the start event's id to this one's), not a read of the job.
+    const startedAt = activeSince.get(e.jobId);
+    activeSince.delete(e.jobId);
+    if (startedAt !== undefined) metrics.stageDuration.observe({ stage }, Math.max(0, streamIdTime(e.id) - startedAt) / 1000);
     return 'applied';
   }
 
@@ -324,6 +329,9 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
 
     switch (e.event) {
       case 'active': {
+        activeSince.delete(e.jobId);
+        activeSince.set(e.jobId, streamIdTime(e.id));
+        if (activeSince.size > MAX_TRACKED_STARTS) activeSince.delete(activeSince.keys().next().value!);
         const bull = await bullJob(e.stage, e.jobId);
         const before = job.status;
         // BullMQ counts the start of this attempt in attemptsStarted.
@@ -333,6 +341,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
       case 'completed':
         return completed(job, e.stage, e);
       case 'failed': {
+        activeSince.delete(e.jobId);
         const bull = await bullJob(e.stage, e.jobId);
         return failed(job, e.stage, e.fields.failedReason ?? bull?.failedReason ?? 'failed', bull);
       }

@@ -118,7 +118,9 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     log,
     ...(opts.reconcileGraceMs !== undefined ? { graceMs: opts.reconcileGraceMs } : {}),
   });
-  const concurrency = opts.concurrency ?? 32;
+  // Jobs handled at once. Their transitions share group commits and delivery pipelines, so more
+  // lanes mean bigger batches: 128 drained ~30% faster than 32 in bench/run.mjs (drain).
+  const concurrency = opts.concurrency ?? 128;
 
   let acting = false;
   let loops: Promise<void>[] = [];
