@@ -191,6 +191,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     onJobCreated: () => jobsCreated.inc(),
     downloadsHeld: createHoldReader(redis, keys.downloadsHeldKey),
     groupCommit: commits,
+    maxPendingCreates: config.API_MAX_PENDING_CREATES,
     failpoint: config.DUBGATE_FAILPOINT,
   });
 

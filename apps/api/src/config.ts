@@ -43,6 +43,12 @@ export const API_FIELDS = {
     doc: 'fault tests only: "after-commit" kills the process right after a new job is committed, before it is enqueued',
     default: 'off',
   }),
+  API_MAX_PENDING_CREATES: integerField('API_MAX_PENDING_CREATES', {
+    doc: 'job creations in progress (waiting for their commit or for Redis) past which POST /api/jobs answers 503 with Retry-After, instead of letting clients time out',
+    default: 2000,
+    min: 1,
+    max: 1_000_000,
+  }),
   LOGIN_MAX_PER_USERNAME: integerField('LOGIN_MAX_PER_USERNAME', {
     doc: 'login attempts per username per 5 minutes',
     default: 10,

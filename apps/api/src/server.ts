@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { loadApiConfig } from './config.js';
 import { buildApp } from './app.js';
-import { createLogger } from '@dubgate/runtime/logger';
+import { createLogger, flushLogs } from '@dubgate/runtime/logger';
 import { createShutdown } from '@dubgate/runtime/shutdown';
 import { ConfigError } from '@dubgate/runtime/config';
 
@@ -38,6 +38,7 @@ async function main() {
   // connection is made just after the start). Bounded: with Redis down the api still serves (jobs
   // wait in the outbox), so it reports ready anyway after a few seconds.
   await waitUntilHealthy(app, 5_000);
+  flushLogs();
   process.send?.('ready');
 }
 

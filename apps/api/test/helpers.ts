@@ -2,7 +2,8 @@
  * Shared test helpers: an api built on a fresh SQLite file and media root in a temp dir, its own
  * BullMQ and gateway key prefixes on the Redis at REDIS_URL, and cleanup of all of it.
  * Every response the app sends is recorded, and close() fails the test if any was a 5xx
- * (invariant 6), except the /healthz 503 that reports a dependency down.
+ * (invariant 6), except the /healthz 503 that reports a dependency down and an overload 503
+ * that says when to retry.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -33,6 +34,8 @@ export interface RecordedResponse {
   method: string;
   url: string;
   status: number;
+  /** A deliberate "busy, retry later" (503 with Retry-After), not a failure. */
+  retryAfter?: string;
 }
 
 export interface TestApp {
@@ -90,7 +93,8 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
   const app = await buildApp({ config });
   const responses: RecordedResponse[] = [];
   app.addHook('onResponse', async (request, reply) => {
-    responses.push({ method: request.method, url: request.url, status: reply.statusCode });
+    const retryAfter = reply.getHeader('retry-after');
+    responses.push({ method: request.method, url: request.url, status: reply.statusCode, ...(retryAfter !== undefined ? { retryAfter: String(retryAfter) } : {}) });
   });
 
   let sideDb: Database | null = null;
@@ -115,7 +119,9 @@ export async function createTestApp(opts: TestAppOptions = {}): Promise<TestApp>
       r.disconnect();
       rmSync(dir, { recursive: true, force: true });
     }
-    const serverErrors = responses.filter((r) => r.status >= 500 && !(r.status === 503 && r.url.startsWith('/healthz')));
+    const serverErrors = responses.filter(
+      (r) => r.status >= 500 && !(r.status === 503 && (r.url.startsWith('/healthz') || r.retryAfter !== undefined)),
+    );
     if (serverErrors.length > 0) throw new Error(`the api answered 5xx: ${JSON.stringify(serverErrors)}`);
   }
 

@@ -668,3 +668,37 @@ describe('BullMQ view', () => {
     }
   });
 });
+
+describe('overload', () => {
+  it('past API_MAX_PENDING_CREATES answers 503 with Retry-After at once, and a refused request writes nothing', async () => {
+    const small = await createTestApp({ name: 'overload', env: { API_MAX_PENDING_CREATES: '3' } });
+    try {
+      const auth = bearer((await loginAdmin(small.app)).token);
+      const before = counts(small.db());
+      // Forty at once: the first three wait for their group commit, the rest find the cap reached.
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          small.app.inject({ method: 'POST', url: '/api/jobs', headers: auth, payload: { url: videoUrl(`overload-${i}`) } }),
+        ),
+      );
+      const created = answers.filter((a) => a.statusCode === 201);
+      const refused = answers.filter((a) => a.statusCode === 503);
+      expect(created.length + refused.length).toBe(40);
+      expect(created).toHaveLength(3);
+      for (const r of refused) {
+        expect(r.headers['retry-after']).toBe('1');
+        expect(r.json().error.code).toBe('SERVICE_UNAVAILABLE');
+      }
+      // Exactly the accepted jobs exist.
+      const after = counts(small.db());
+      expect(after.jobs - before.jobs).toBe(3);
+      const ids = created.map((c) => c.json().job.id as string).sort();
+      expect(small.db().prepare('SELECT id FROM jobs ORDER BY id').pluck().all()).toEqual(ids);
+      // Once the burst is answered, the api takes jobs again.
+      const again = await small.app.inject({ method: 'POST', url: '/api/jobs', headers: auth, payload: { url: videoUrl('overload-after') } });
+      expect(again.statusCode).toBe(201);
+    } finally {
+      await small.close();
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import { loadRealtimeConfig } from './config.js';
 import { createRealtimeServer } from './app.js';
-import { createLogger } from '@dubgate/runtime/logger';
+import { createLogger, flushLogs } from '@dubgate/runtime/logger';
 import { createShutdown } from '@dubgate/runtime/shutdown';
 import { ConfigError, summarizeConfig } from '@dubgate/runtime/config';
 
@@ -37,6 +37,7 @@ async function main() {
   const port = typeof address === 'object' && address ? address.port : config.REALTIME_PORT;
   logger.info({ host: config.HOST, port, config: summarizeConfig(config) }, 'realtime listening');
   // PM2 wait_ready: the process is up once it listens.
+  flushLogs();
   process.send?.('ready');
 }
 

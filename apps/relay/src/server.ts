@@ -1,6 +1,6 @@
 import { openDatabase, closeDatabase } from '@dubgate/db/open';
 import { createRedisConnection, closeRedis, pingWithTimeout } from '@dubgate/queues/connections';
-import { createLogger } from '@dubgate/runtime/logger';
+import { createLogger, flushLogs } from '@dubgate/runtime/logger';
 import { createMetrics } from '@dubgate/runtime/metrics';
 import { createShutdown } from '@dubgate/runtime/shutdown';
 import { startHealthServer } from '@dubgate/runtime/health';
@@ -61,6 +61,7 @@ async function main() {
 
   await relay.start();
   log.info({ port: health.port }, 'relay started');
+  flushLogs();
   process.send?.('ready');
 }
 

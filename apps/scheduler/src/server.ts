@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { openDatabase, closeDatabase } from '@dubgate/db/open';
 import { createRedisConnection, closeRedis, pingWithTimeout } from '@dubgate/queues/connections';
-import { createLogger } from '@dubgate/runtime/logger';
+import { createLogger, flushLogs } from '@dubgate/runtime/logger';
 import { createMetrics } from '@dubgate/runtime/metrics';
 import { createShutdown } from '@dubgate/runtime/shutdown';
 import { startHealthServer } from '@dubgate/runtime/health';
@@ -62,6 +62,7 @@ async function main() {
 
   scheduler.start();
   log.info({ port: health.port }, 'scheduler started; acting once it holds the lock');
+  flushLogs();
   process.send?.('ready');
 }
 

@@ -45,6 +45,7 @@ describe('outbox delivery', () => {
     const redis = createRedisConnection(redisUrl(), 'producer');
     const sub = createRedisConnection(redisUrl(), 'subscriber');
     await waitForReady(redis); // a producer fails fast until connected
+    await waitForReady(sub); // subscribing during the handshake can be lost to its ready check
     const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
     cleanups.push(async () => {
       await queues.close();
@@ -116,6 +117,7 @@ describe('outbox delivery', () => {
     const redis = createRedisConnection(redisUrl(), 'producer');
     const sub = createRedisConnection(redisUrl(), 'subscriber');
     await waitForReady(redis);
+    await waitForReady(sub); // subscribing during the handshake can be lost to its ready check
     const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
     cleanups.push(async () => {
       await queues.close();
@@ -167,7 +169,7 @@ describe('outbox delivery', () => {
     expect(rows.find((r) => r.item.id === bad.id)!.errors).toHaveLength(1);
 
     expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(30);
-    await expect.poll(() => received.length).toBe(60);
+    await expect.poll(() => received.length, { timeout: 5_000 }).toBe(60);
     await Promise.all(checks);
     for (const jobId of jobIds) {
       const mine = received.filter((m) => m.jobId === jobId);

@@ -98,7 +98,7 @@ const FLUSH_INTERVAL_MS = 100;
  * written, in order, by a flush every 100 ms and on exit (normal exit, process.exit, a fatal
  * error). Only a SIGKILL can cost the last 100 ms of lines.
  */
-function bufferedStdout(): DestinationStream {
+function bufferedStdout(): DestinationStream & { flushSync(): void } {
   const dest = pino.destination({ dest: 1, sync: true, minLength: BUFFER_BYTES });
   const flush = () => {
     try {
@@ -112,7 +112,19 @@ function bufferedStdout(): DestinationStream {
   return dest;
 }
 
-let sharedStdout: DestinationStream | undefined;
+let sharedStdout: (DestinationStream & { flushSync(): void }) | undefined;
+
+/**
+ * Writes out what the stdout buffer holds now. A process calls it before it tells its supervisor
+ * it is ready, so whoever reacts to "ready" finds the start-up lines already written.
+ */
+export function flushLogs(): void {
+  try {
+    sharedStdout?.flushSync();
+  } catch {
+    // stdout closed: nothing to write to.
+  }
+}
 
 export function createLogger({ destination, ...settings }: CreateLoggerOptions): Logger {
   const options = loggerOptions(settings);

@@ -16,7 +16,7 @@ import {
   type LoadConfigOptions,
 } from '@dubgate/runtime/config';
 import { startHealthServer, type HealthCheck } from '@dubgate/runtime/health';
-import { createLogger, type Logger } from '@dubgate/runtime/logger';
+import { createLogger, type Logger, flushLogs } from '@dubgate/runtime/logger';
 import { createMetrics, type Metrics } from '@dubgate/runtime/metrics';
 import { createShutdown } from '@dubgate/runtime/shutdown';
 import { createStageWorker, type StageProcessor } from './worker.js';
@@ -162,6 +162,7 @@ export async function runStageWorkerProcess<S extends Stage, F extends readonly 
 
     await worker.start();
     logger.info({ port: health.port, stage: opts.stage }, `${name} ready`);
+    flushLogs();
     process.send?.('ready');
   } catch (err) {
     logger.fatal({ err }, `${name} failed to start`);

@@ -69,11 +69,12 @@ export default fp(
       const normalized = normalizeError(err);
       const body = toErrorBody(normalized, request.id);
       const status = isAppError(normalized) ? normalized.status : 500;
-      if (status >= 500) request.log.error({ err }, 'request failed');
+      const retryAfter = isAppError(normalized) ? (normalized as { retryAfterSeconds?: number }).retryAfterSeconds : undefined;
+      // A 503 with Retry-After is a deliberate refusal (overload), not a failure.
+      if (status >= 500 && retryAfter === undefined) request.log.error({ err }, 'request failed');
       else request.log.info({ code: body.error.code }, 'request refused');
-      if (isAppError(normalized) && normalized.status === 429 && 'retryAfterSeconds' in normalized) {
-        void reply.header('retry-after', String((normalized as { retryAfterSeconds?: number }).retryAfterSeconds ?? 60));
-      }
+      if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+      else if (status === 429) void reply.header('retry-after', '60');
       return reply.status(status).send(body);
     });
 

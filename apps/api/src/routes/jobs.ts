@@ -39,7 +39,7 @@ export default async function jobsRoutes(app: FastifyInstance, opts: { jobs: Job
         summary: 'Create a job',
         body: CreateJobBodySchema,
         headers: IdempotencyHeaders,
-        response: { 200: JobResponseSchema, 201: JobResponseSchema, ...errors, 422: ErrorResponseSchema },
+        response: { 200: JobResponseSchema, 201: JobResponseSchema, ...errors, 422: ErrorResponseSchema, 503: ErrorResponseSchema },
       },
     },
     async (request, reply) => {

@@ -16,7 +16,7 @@ import {
   type JobDetail,
 } from '@dubgate/contracts/jobs';
 import { DEFAULT_PAGE_LIMIT, type JobListResponse, type ListJobsQuery, type LogsQuery, type LogsResponse } from '@dubgate/contracts/api';
-import { AppError, ConflictError, NotFoundError, ValidationError } from '@dubgate/runtime/errors';
+import { AppError, ConflictError, NotFoundError, UnavailableError, ValidationError } from '@dubgate/runtime/errors';
 import { checkJobUrl } from '@dubgate/runtime/url-policy';
 import { removeJobMedia } from '../media-files.js';
 import type { AuthUser } from '../auth-context.js';
@@ -39,6 +39,8 @@ export interface JobsServiceDeps {
   downloadsHeld?: () => Promise<string | null>;
   /** Shares one SQLite transaction among the jobs created in the same tick; without it each commits alone. */
   groupCommit?: Pick<GroupCommit, 'run'>;
+  /** Creations in progress past which new ones are refused with 503 + Retry-After. Default 2000. */
+  maxPendingCreates?: number;
 }
 
 export interface CreateJobOutcome {
@@ -58,6 +60,8 @@ const REFUSAL_CODES = {
 export function createJobsService(deps: JobsServiceDeps) {
   const { jobs, events, delivery, log } = deps;
   const deliveryTimeoutMs = deps.deliveryTimeoutMs ?? 2_000;
+  const maxPendingCreates = deps.maxPendingCreates ?? 2000;
+  let pendingCreates = 0;
   const commit = <T>(write: () => T): Promise<T> =>
     deps.groupCommit ? deps.groupCommit.run(write) : new Promise<T>((resolve) => resolve(write()));
 
@@ -118,38 +122,52 @@ export function createJobsService(deps: JobsServiceDeps) {
     throw new ConflictError('STATE_CONFLICT');
   }
 
+  async function createJob(user: AuthUser, body: CreateJobBody, idempotencyKey?: string): Promise<CreateJobOutcome> {
+    const verdict = checkJobUrl(body.url, { allowPrivate: deps.allowPrivateUrls });
+    if (!verdict.ok) throw new ValidationError('URL_NOT_ALLOWED', `URL not allowed: ${verdict.reason}`);
+    const requestedDubbing = body.requestedDubbing ?? false;
+    if (requestedDubbing && !body.targetLang) {
+      throw new ValidationError('VALIDATION_FAILED', 'targetLang is required when requestedDubbing is true', {
+        details: [{ path: 'body.targetLang', message: 'is required when requestedDubbing is true' }],
+      });
+    }
+    const normalized = {
+      url: verdict.url.href,
+      requestedDubbing,
+      targetLang: body.targetLang ?? null,
+      formatPreset: body.formatPreset ?? DEFAULT_FORMAT_PRESET,
+      outputContainer: body.outputContainer ?? DEFAULT_OUTPUT_CONTAINER,
+    };
+    const input = {
+      ownerId: user.id,
+      ...normalized,
+      idempotencyKey: idempotencyKey ?? null,
+      requestHash: idempotencyKey ? requestHash(normalized) : null,
+    };
+    const result = await commit(() => jobs.insertJob(input));
+    if (!result.ok) throw new AppError('IDEMPOTENCY_KEY_REUSED');
+    if (!result.created) return { job: result.job, created: false };
+    if (deps.failpoint === 'after-commit') process.kill(process.pid, 'SIGKILL');
+    deps.onJobCreated?.(result.job);
+    const held = await heldReason();
+    if (held) jobs.setHoldReason(result.job.id, held);
+    await deliverNow(result.outboxItems, { holdDownloads: held !== null });
+    return { job: held ? { ...result.job, holdReason: held } : result.job, created: true };
+  }
+
   return {
     async create(user: AuthUser, body: CreateJobBody, idempotencyKey?: string): Promise<CreateJobOutcome> {
-      const verdict = checkJobUrl(body.url, { allowPrivate: deps.allowPrivateUrls });
-      if (!verdict.ok) throw new ValidationError('URL_NOT_ALLOWED', `URL not allowed: ${verdict.reason}`);
-      const requestedDubbing = body.requestedDubbing ?? false;
-      if (requestedDubbing && !body.targetLang) {
-        throw new ValidationError('VALIDATION_FAILED', 'targetLang is required when requestedDubbing is true', {
-          details: [{ path: 'body.targetLang', message: 'is required when requestedDubbing is true' }],
-        });
+      // Past the cap the api is behind (SQLite or Redis slower than the offered rate): a fast,
+      // clear refusal the client can retry beats an answer that arrives after its time-out.
+      if (pendingCreates >= maxPendingCreates) {
+        throw new UnavailableError('SERVICE_UNAVAILABLE', 'Too many jobs are being submitted right now; retry shortly', { retryAfterSeconds: 1 });
       }
-      const normalized = {
-        url: verdict.url.href,
-        requestedDubbing,
-        targetLang: body.targetLang ?? null,
-        formatPreset: body.formatPreset ?? DEFAULT_FORMAT_PRESET,
-        outputContainer: body.outputContainer ?? DEFAULT_OUTPUT_CONTAINER,
-      };
-      const input = {
-        ownerId: user.id,
-        ...normalized,
-        idempotencyKey: idempotencyKey ?? null,
-        requestHash: idempotencyKey ? requestHash(normalized) : null,
-      };
-      const result = await commit(() => jobs.insertJob(input));
-      if (!result.ok) throw new AppError('IDEMPOTENCY_KEY_REUSED');
-      if (!result.created) return { job: result.job, created: false };
-      if (deps.failpoint === 'after-commit') process.kill(process.pid, 'SIGKILL');
-      deps.onJobCreated?.(result.job);
-      const held = await heldReason();
-      if (held) jobs.setHoldReason(result.job.id, held);
-      await deliverNow(result.outboxItems, { holdDownloads: held !== null });
-      return { job: held ? { ...result.job, holdReason: held } : result.job, created: true };
+      pendingCreates++;
+      try {
+        return await createJob(user, body, idempotencyKey);
+      } finally {
+        pendingCreates--;
+      }
     },
 
     get(user: AuthUser, id: string): JobDetail {
