@@ -21,7 +21,7 @@ const ONLY = args.only ? new Set(args.only.split(',')) : null;
 const want = (w) => !ONLY || ONLY.has(w);
 const root = new URL('..', import.meta.url).pathname;
 const P = QUICK
-  ? { repeats: 3, ingestSeconds: 2, warmSeconds: 1, drainJobs: 600, fanClients: 500, fanRate: 5000, fanSeconds: 3, connections: 2000, burstSeconds: 10, drainTimeout: 60 }
+  ? { repeats: 3, ingestSeconds: 2, warmSeconds: 1, drainJobs: 600, fanClients: Number(process.env.BENCH_FAN_CLIENTS ?? 500), fanRate: Number(process.env.BENCH_FAN_RATE ?? 5000), fanSeconds: 3, connections: 2000, burstSeconds: 10, drainTimeout: 60 }
   : { repeats: 5, ingestSeconds: 5, warmSeconds: 3, drainJobs: 30000, fanClients: 1000, fanRate: 25000, fanSeconds: 10, connections: 10000, burstSeconds: 60, drainTimeout: 600 };
 
 const requireFrom = (pkg) => createRequire(join(root, pkg, 'package.json'));
@@ -299,13 +299,15 @@ async function forkServer(script, { env, cleanups, execArgv = [], portFromStdout
 async function startRealtimeStack({ dir, cleanups, redisUrl, relay = true, env = {}, probe = false }) {
   const common = { ...process.env, REDIS_URL: redisUrl, DB_PATH: join(dir, 'gw.db'), MEDIA_ROOT: join(dir, 'media'), JWT_SECRET: secret, LOG_LEVEL: 'info', ...env };
   const execArgv = probe ? ['--expose-gc', '-r', join(root, 'bench/lib/heap-probe.cjs')] : [];
+  // BENCH_PROFILE_DIR=/path: relay and realtime run under --cpu-prof (profiles written at exit).
+  const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
   let relayPort;
   if (relay) {
     relayPort = await freePort();
-    await startProcess(join(root, 'apps/relay/dist/server.js'), { env: { ...common, RELAY_PORT: String(relayPort) }, cleanups });
+    await startProcess(join(root, 'apps/relay/dist/server.js'), { env: { ...common, RELAY_PORT: String(relayPort) }, cleanups, nodeArgs: profile });
   }
   const rtPort = await freePort();
-  const rt = await forkServer(join(root, 'apps/realtime/dist/server.js'), { env: { ...common, REALTIME_PORT: String(rtPort) }, cleanups, execArgv });
+  const rt = await forkServer(join(root, 'apps/realtime/dist/server.js'), { env: { ...common, REALTIME_PORT: String(rtPort) }, cleanups, execArgv: [...execArgv, ...profile] });
   if (relay) await waitForHttp(`http://127.0.0.1:${relayPort}/healthz`);
   await waitForHttp(`http://127.0.0.1:${rtPort}/healthz`);
   const bare = await forkServer(join(root, 'bench/lib/bare-socketio-server.mjs'), { env: { ...process.env, REDIS_URL: redisUrl, BARE_CHANNEL: 'bench:bare-progress' }, cleanups, execArgv, portFromStdout: true });

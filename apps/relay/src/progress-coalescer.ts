@@ -39,7 +39,9 @@ interface Entry {
 /**
  * Per-job rate limit with "latest wins": the first update of a quiet job goes at once; later ones
  * within the gap are held, each replacing the previous, and the held one goes when the gap ends.
- * One timer per active job; a job quiet for a whole gap is forgotten.
+ * A timer exists only for a job holding an update (an update that goes straight through arms
+ * none: at tens of thousands a second those timers were most of the relay's garbage); one sweep
+ * per gap forgets the jobs that were quiet for a whole gap.
  */
 export function createProgressCoalescer(opts: ProgressCoalescerOptions): ProgressCoalescer {
   if (!(opts.perSecond > 0)) throw new RangeError('perSecond must be > 0');
@@ -54,9 +56,8 @@ export function createProgressCoalescer(opts: ProgressCoalescerOptions): Progres
     e.timer.unref?.();
   }
 
-  function send(jobId: string, e: Entry, msg: ProgressMessage) {
+  function send(e: Entry, msg: ProgressMessage) {
     e.lastSentAt = now();
-    arm(jobId, e, gapMs);
     opts.emit(msg);
   }
 
@@ -64,14 +65,17 @@ export function createProgressCoalescer(opts: ProgressCoalescerOptions): Progres
     const e = entries.get(jobId);
     if (!e) return;
     e.timer = undefined;
-    if (e.held) {
-      const msg = e.held;
-      e.held = undefined;
-      send(jobId, e, msg);
-    } else {
-      entries.delete(jobId);
-    }
+    if (!e.held) return;
+    const msg = e.held;
+    e.held = undefined;
+    send(e, msg);
   }
+
+  const sweep = setInterval(() => {
+    const t = now();
+    for (const [jobId, e] of entries) if (!e.held && !e.timer && t - e.lastSentAt >= gapMs) entries.delete(jobId);
+  }, Math.max(gapMs, 100));
+  sweep.unref?.();
 
   return {
     push(msg) {
@@ -87,7 +91,9 @@ export function createProgressCoalescer(opts: ProgressCoalescerOptions): Progres
           e.held = undefined;
           opts.onCoalesced?.();
         }
-        send(jobId, e, msg);
+        if (e.timer) clearTimeout(e.timer);
+        e.timer = undefined;
+        send(e, msg);
         return;
       }
       if (e.held) {
@@ -96,11 +102,11 @@ export function createProgressCoalescer(opts: ProgressCoalescerOptions): Progres
         return;
       }
       const since = now() - e.lastSentAt;
-      if (since >= gapMs) send(jobId, e, msg);
+      if (since >= gapMs) send(e, msg);
       else {
+        // Held until the gap since the last send ends.
         e.held = msg;
-        // The timer armed by the last send fires at lastSentAt + gap; re-arm in case it already ran late.
-        if (!e.timer) arm(jobId, e, gapMs - since);
+        arm(jobId, e, gapMs - since);
       }
     },
     flushJob(jobId) {
@@ -108,7 +114,9 @@ export function createProgressCoalescer(opts: ProgressCoalescerOptions): Progres
       if (!e?.held) return;
       const msg = e.held;
       e.held = undefined;
-      send(jobId, e, msg);
+      if (e.timer) clearTimeout(e.timer);
+      e.timer = undefined;
+      send(e, msg);
     },
     flushAll() {
       for (const jobId of [...entries.keys()]) this.flushJob(jobId);
@@ -121,6 +129,7 @@ export function createProgressCoalescer(opts: ProgressCoalescerOptions): Progres
     },
     close() {
       closed = true;
+      clearInterval(sweep);
       for (const e of entries.values()) if (e.timer) clearTimeout(e.timer);
       entries.clear();
     },

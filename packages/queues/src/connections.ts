@@ -31,7 +31,10 @@ const ROLE_OPTIONS: Record<RedisRole, RedisOptions> = {
   // Pub/Sub is at most once, but a blip (restart, failover) should not drop events needlessly:
   // the offline queue is kept, and maxRetriesPerRequest 2 flushes it with an error after the third
   // failed reconnect (well under a second at first, at most ~3 × the retry cap), so it stays small.
-  publisher: { maxRetriesPerRequest: 2, enableOfflineQueue: true, connectTimeout: 2_000, commandTimeout: 3_000 },
+  // Auto-pipelining: the PUBLISHes of one event-loop turn leave in one write (the relay emits tens
+  // of thousands a second). Safe here because this role never carries BullMQ commands, which
+  // are reported to misbehave with it.
+  publisher: { maxRetriesPerRequest: 2, enableOfflineQueue: true, connectTimeout: 2_000, commandTimeout: 3_000, enableAutoPipelining: true },
   // The Socket.IO adapter's pub/sub pair: its subscriptions must survive reconnects, it has its own
   // request timeouts, and node-to-node traffic is small, so commands wait out an outage.
   adapter: { maxRetriesPerRequest: null, enableOfflineQueue: true, autoResubscribe: true },
