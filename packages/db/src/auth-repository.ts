@@ -106,6 +106,12 @@ export function createAuthRepository(db: Database, opts: AuthRepositoryOptions =
       'INSERT INTO sessions (id, user_id, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)',
     ),
     session: db.prepare<[string], SessionRow>('SELECT * FROM sessions WHERE id = ?'),
+    // Every authenticated request: the session and its user in one lookup.
+    activeSessionUser: db.prepare<[string, string], SessionRow & { u_username: string; u_role: string; u_disabled: number; u_created_at: string }>(
+      `SELECT s.*, u.username AS u_username, u.role AS u_role, u.disabled AS u_disabled, u.created_at AS u_created_at
+       FROM sessions s JOIN users u ON u.id = s.user_id
+       WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ?`,
+    ),
     revokeSession: db.prepare<[string, string]>('UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
     revokeUserSessions: db.prepare<[string, string]>(
       'UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL',
@@ -194,6 +200,16 @@ export function createAuthRepository(db: Database, opts: AuthRepositoryOptions =
       const row = s.session.get(id);
       if (!row || row.revoked_at !== null || row.expires_at <= toIso(now)) return null;
       return toSession(row);
+    },
+
+    /** The active session (neither revoked nor expired at `now`) with its user, or null. */
+    getActiveSessionWithUser(id: string, now: Date | string = clock()): { session: SessionRecord; user: User } | null {
+      const row = s.activeSessionUser.get(id, toIso(now));
+      if (!row) return null;
+      return {
+        session: toSession(row),
+        user: { id: row.user_id, username: row.u_username, role: row.u_role as Role, disabled: row.u_disabled === 1, createdAt: row.u_created_at },
+      };
     },
 
     /** Returns false when the session was unknown or already revoked. */

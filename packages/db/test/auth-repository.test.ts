@@ -49,18 +49,23 @@ describe('auth repository: sessions', () => {
     auth.createSession({ id: 's3', userId: uid, csrfToken: 'c3', expiresAt: '2025-01-03T00:00:00Z' });
     expect(auth.getSession('s1')).toEqual(s1);
     expect(auth.getActiveSession('s1')).toEqual(s1);
+    expect(auth.getActiveSessionWithUser('s1')).toEqual({ session: s1, user: u.user });
     expect(auth.getSession('nope')).toBeNull();
+    expect(auth.getActiveSessionWithUser('nope')).toBeNull();
 
     time.advance(1000);
     expect(auth.revokeSession('s1')).toBe(true);
     expect(auth.revokeSession('s1')).toBe(false);
     expect(auth.getSession('s1')!.revokedAt).toBe('2025-01-01T00:00:01.000Z');
     expect(auth.getActiveSession('s1')).toBeNull();
+    expect(auth.getActiveSessionWithUser('s1')).toBeNull();
     expect(auth.revokeUserSessions(uid)).toBe(2);
     expect(auth.getActiveSession('s2')).toBeNull();
 
     auth.createSession({ id: 's4', userId: uid, csrfToken: 'c4', expiresAt: '2025-01-01T00:00:05Z' });
     expect(auth.getActiveSession('s4', '2025-01-01T00:00:05Z')).toBeNull(); // expired
+    expect(auth.getActiveSessionWithUser('s4', '2025-01-01T00:00:05Z')).toBeNull();
+    expect(auth.getActiveSessionWithUser('s4', '2025-01-01T00:00:04.999Z')?.session.id).toBe('s4');
     expect(auth.purgeExpiredSessions('2025-01-02T12:00:00Z')).toBe(2); // s1, s4
     expect(() => auth.createSession({ id: 's5', userId: 'nobody', csrfToken: 'c', expiresAt: '2026-01-01T00:00:00Z' })).toThrow(/FOREIGN KEY/);
   });

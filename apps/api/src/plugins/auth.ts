@@ -63,10 +63,9 @@ async function authPlugin(app: FastifyInstance, opts: AuthPluginOptions) {
   }
 
   function userFromSession(claims: SessionClaims, via: 'bearer' | 'cookie', request: FastifyRequest): AuthUser {
-    const session = auth.getActiveSession(claims.sid);
-    if (!session || session.userId !== claims.sub) throw new UnauthorizedError('SESSION_REVOKED');
-    const user = auth.findUserById(claims.sub);
-    if (!user) throw new UnauthorizedError('SESSION_REVOKED');
+    const found = auth.getActiveSessionWithUser(claims.sid);
+    if (!found || found.session.userId !== claims.sub) throw new UnauthorizedError('SESSION_REVOKED');
+    const { session, user } = found;
     if (user.disabled) throw new ForbiddenError('USER_DISABLED');
     if (via === 'cookie' && !SAFE_METHODS.has(request.method)) {
       const header = request.headers[CSRF_HEADER];
