@@ -198,7 +198,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
     };
   }
 
-  const insertTx = db.transaction((input: InsertJobInput): InsertJobResult => {
+  const insertJob = (input: InsertJobInput): InsertJobResult => {
     const key = input.idempotencyKey ?? null;
     const hash = input.requestHash ?? null;
     if (key !== null) {
@@ -256,9 +256,10 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       { kind: 'publish', jobId: job.id, payload: { channel: STATE_CHANNEL, message: added } },
     ]);
     return { ok: true, created: true, job, eventId, outboxIds: outboxItems.map((o) => o.id), outboxItems };
-  });
+  };
+  const insertTx = db.transaction(insertJob);
 
-  const transitionTx = db.transaction((jobId: string, change: StateChange): UpdateJobStateResult => {
+  const applyTransition = (jobId: string, change: StateChange): UpdateJobStateResult => {
     const p = change.patch ?? {};
     const now = clock();
     const row = s.transition.get({
@@ -303,7 +304,8 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       ...(change.outbox ?? []),
     ]);
     return { ok: true, job, eventId, outboxIds: outboxItems.map((o) => o.id), outboxItems };
-  });
+  };
+  const transitionTx = db.transaction(applyTransition);
 
   const deleteTx = db.transaction((jobId: string, extra: readonly OutboxInput[]): DeletedJob | null => {
     const media = s.mediaOf.all(jobId);
@@ -358,7 +360,9 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
      * download stage and publish job_added, all in one transaction.
      */
     insertJob(input: InsertJobInput): InsertJobResult {
-      return insertTx.immediate(input);
+      // Inside a caller's transaction (a group commit) the caller owns atomicity: a throw rolls
+      // its whole transaction back. A savepoint here would copy every page the insert touches.
+      return db.inTransaction ? insertJob(input) : insertTx.immediate(input);
     },
 
     /**
@@ -370,7 +374,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       if (!isJobState(change.from) || !isJobState(change.to) || !isTransitionAllowed(change.from, change.to)) {
         return { ok: false, reason: 'forbidden' };
       }
-      return transitionTx.immediate(jobId, change);
+      return db.inTransaction ? applyTransition(jobId, change) : transitionTx.immediate(jobId, change);
     },
 
     getJob(id: string): Job | null {

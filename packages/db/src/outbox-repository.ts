@@ -99,13 +99,16 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
   const byId = db.prepare<[number], OutboxRow>('SELECT * FROM outbox WHERE id = ?');
 
   /** Appends rows in order and returns their ids. Joins the caller's transaction when there is one. */
-  const add = db.transaction((rows: readonly OutboxInput[]): number[] => {
+  const addRows = (rows: readonly OutboxInput[]): number[] => {
     const now = toIso(clock());
     return rows.map((r) => {
       const availableAt = r.availableAt === undefined ? now : toIso(r.availableAt);
       return Number(insert.run(r.jobId, r.kind, JSON.stringify(r.payload), now, availableAt).lastInsertRowid);
     });
-  });
+  };
+  const addTx = db.transaction(addRows);
+  // Joins the caller's transaction as is (no savepoint): the caller's rollback covers it.
+  const add = (rows: readonly OutboxInput[]) => (db.inTransaction ? addRows(rows) : addTx(rows));
 
   const markDeliveredTx = db.transaction((ids: readonly number[], at: string): number => {
     let n = 0;

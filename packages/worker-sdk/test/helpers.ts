@@ -81,7 +81,15 @@ export async function listen() {
   const sub = new Redis(redisUrl());
   const messages: Received[] = [];
   sub.on('message', (channel: string, text: string) => {
-    const message = JSON.parse(text) as Received['message'];
+    // events:* channels are global to the Redis: other packages' tests running at the same time
+    // publish there too, malformed messages included. Only objects can be ours (tests filter by jobId).
+    let message: Received['message'];
+    try {
+      message = JSON.parse(text) as Received['message'];
+    } catch {
+      return;
+    }
+    if (typeof message !== 'object' || message === null) return;
     const v = validators[channel];
     const valid = v ? v.Check(message) : false;
     const errors = v && !valid ? [...v.Errors(message)].map((e) => `${e.path} ${e.message}`) : [];
