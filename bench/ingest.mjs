@@ -4,16 +4,13 @@
 //
 //   node bench/ingest.mjs [--connections 64] [--duration 5] [--rounds 3]
 // Uses REDIS_URL when set, else starts a private redis-server.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { startRedis, startProcess, freePort, waitForHttp, median } from './lib/harness.mjs';
+import { startRedis, median } from './lib/harness.mjs';
+import { startApi, startBaseline, runIngest, summarize } from './lib/ingest.mjs';
 
-const require = createRequire(import.meta.url);
-const autocannon = require('autocannon');
 const { values: args } = parseArgs({
   options: {
     connections: { type: 'string', default: '64' },
@@ -35,30 +32,13 @@ process.on('SIGINT', () => cleanup().then(() => process.exit(130)));
 
 try {
   const redisUrl = process.env.REDIS_URL ?? (await startRedis(dir, cleanups));
-  const apiPort = await freePort();
-  const password = 'bench-password-0123456789';
-  await startProcess(join(root, 'apps/api/dist/server.js'), {
-    env: { ...process.env, REDIS_URL: redisUrl, API_PORT: String(apiPort), DB_PATH: join(dir, 'gw.db'), MEDIA_ROOT: join(dir, 'media'), ADMIN_PASSWORD: password, LOG_LEVEL: 'warn', LOGIN_MAX_PER_CLIENT: '1000' },
-    cleanups,
-  });
-  await waitForHttp(`http://127.0.0.1:${apiPort}/healthz`);
-  const login = await fetch(`http://127.0.0.1:${apiPort}/api/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password }),
-  }).then((r) => r.json());
-
-  const baseline = await startProcess(join(root, 'bench/lib/baseline-server.mjs'), { env: process.env, cleanups, portFromStdout: true });
-
-  const body = JSON.stringify({ url: 'https://videos.example.com/watch?v=bench', requestedDubbing: true, targetLang: 'es', formatPreset: '720p' });
+  const api = await startApi({ root, dir, redisUrl, cleanups, logLevel: 'warn' });
+  const baseline = await startBaseline({ root, cleanups });
   const targets = {
-    ours: { url: `http://127.0.0.1:${apiPort}/api/jobs`, headers: { 'content-type': 'application/json', authorization: `Bearer ${login.token}` } },
-    baseline: { url: `http://127.0.0.1:${baseline.port}/api/jobs`, headers: { 'content-type': 'application/json' } },
+    ours: { url: `${api.base}/api/jobs`, token: api.token },
+    baseline: { url: `http://127.0.0.1:${baseline.port}/api/jobs` },
   };
-  const run = (name, seconds) =>
-    new Promise((resolve, reject) =>
-      autocannon({ ...targets[name], method: 'POST', body, connections, duration: seconds }, (err, r) => (err ? reject(err) : resolve(r))),
-    );
+  const run = async (name, seconds) => summarize(await runIngest({ ...targets[name], connections, duration: seconds }));
 
   console.error(`warm-up ${Math.max(2, duration / 2)} s each`);
   await run('ours', Math.max(2, duration / 2));
@@ -68,8 +48,8 @@ try {
     for (const name of ['ours', 'baseline']) {
       const r = await run(name, duration);
       const non2xx = r.non2xx + r.errors + r.timeouts;
-      results[name].push({ rps: r.requests.average, p99: r.latency.p99, p50: r.latency.p50, non2xx });
-      console.error(`round ${i + 1} ${name.padEnd(8)} ${r.requests.average.toFixed(0)} req/s  p50 ${r.latency.p50} ms  p99 ${r.latency.p99} ms  non-2xx/errors ${non2xx}`);
+      results[name].push({ rps: r.rps, p99: r.p99, p50: r.p50, non2xx });
+      console.error(`round ${i + 1} ${name.padEnd(8)} ${r.rps.toFixed(0)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  non-2xx/errors ${non2xx}`);
     }
   }
   const summary = Object.fromEntries(

@@ -32,8 +32,8 @@ export async function waitForHttp(url, timeoutMs = 20_000) {
 }
 
 /** Starts a child node process; registers its SIGTERM in cleanups. */
-export async function startProcess(script, { env, cleanups, portFromStdout = false, nodeArgs = [] }) {
-  const child = spawn(process.execPath, [...nodeArgs, script], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+export async function startProcess(script, { env, cleanups, portFromStdout = false, nodeArgs = [], cwd }) {
+  const child = spawn(process.execPath, [...nodeArgs, script], { env, cwd, stdio: ['ignore', 'pipe', 'inherit'] });
   cleanups.push(
     () =>
       new Promise((resolve) => {

@@ -1,7 +1,6 @@
-// Ingest workload as an importable module (the logic of bench/ingest.mjs): start the built api
+// Ingest workload, shared by bench/run.mjs, bench/ingest.mjs and bench/profile-ingest.mjs: start the built api
 // (auth, validation, SQLite + outbox, BullMQ enqueue), log in, and drive POST /api/jobs with
 // autocannon; the baseline is bench/lib/baseline-server.mjs (same schema, no I/O).
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { freePort, waitForHttp, startProcess } from './harness.mjs';
@@ -14,7 +13,10 @@ export const JOB_BODY = JSON.stringify({ url: 'https://videos.example.com/watch?
 /** Starts the built api; returns { port, token, child, base }. nodeArgs e.g. ['--cpu-prof']. */
 export async function startApi({ root, dir, name = 'api', redisUrl, cleanups, logLevel = 'info', env = {}, nodeArgs = [] }) {
   const port = await freePort();
-  const child = spawn(process.execPath, [...nodeArgs, join(root, 'apps/api/dist/server.js')], {
+  const { child } = await startProcess(join(root, 'apps/api/dist/server.js'), {
+    nodeArgs,
+    cwd: dir,
+    cleanups,
     env: {
       ...process.env,
       REDIS_URL: redisUrl,
@@ -28,18 +30,7 @@ export async function startApi({ root, dir, name = 'api', redisUrl, cleanups, lo
       MIN_FREE_DISK_BYTES: '1MB',
       ...env,
     },
-    cwd: dir,
-    stdio: ['ignore', 'ignore', 'inherit'],
   });
-  cleanups.push(
-    () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', resolve);
-        child.kill('SIGTERM');
-        setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
-      }),
-  );
   const base = `http://127.0.0.1:${port}`;
   await waitForHttp(`${base}/healthz`);
   const login = await fetch(`${base}/api/auth/login`, {

@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { openDatabase, closeDatabase, type Database } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
 import { createEventsRepository } from '@dubgate/db/events';
-import { createOutboxRepository } from '@dubgate/db/outbox';
+import { createOutboxRepository, groupCommittedOutbox } from '@dubgate/db/outbox';
 import { createAuthRepository } from '@dubgate/db/auth';
 import { createGroupCommit, type GroupCommit } from '@dubgate/db/group-commit';
 import { createRedisConnection, closeRedis, pingWithTimeout } from '@dubgate/queues/connections';
@@ -165,12 +165,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
   const commits = createGroupCommit(db);
   groupCommit = commits;
   const delivery = createOutboxDelivery({
-    // Marking rows delivered joins the next group commit instead of a transaction of its own.
-    store: {
-      listDue: (limit, now) => repos.outbox.listDue(limit, now),
-      markFailed: (id, error, retryAt) => repos.outbox.markFailed(id, error, retryAt),
-      markDelivered: (ids) => commits.run(() => repos.outbox.markDelivered(ids)),
-    },
+    store: groupCommittedOutbox(repos.outbox, commits),
     stageQueues,
     publisher,
     pipeline: () => redis!.pipeline(),

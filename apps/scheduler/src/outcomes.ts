@@ -2,7 +2,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Database } from '@dubgate/db/open';
 import type { JobsRepository, StateChange } from '@dubgate/db/jobs';
 import type { EventsRepository } from '@dubgate/db/events';
-import type { OutboxInput, OutboxRepository } from '@dubgate/db/outbox';
+import type { OutboxInput } from '@dubgate/db/outbox';
 import type { StageQueues } from '@dubgate/queues/stage-queues';
 import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
 import { STAGE_STATES, nextStage, transitionFor, type JobShape, type Stage, type JobEvent } from '@dubgate/contracts/states';
@@ -28,11 +28,10 @@ export interface OutcomeDeps {
   db: Database;
   jobs: JobsRepository;
   events: EventsRepository;
-  outbox: Pick<OutboxRepository, 'get'>;
   stageQueues: Pick<StageQueues, 'queues'>;
   delivery: OutboxDelivery;
   /** Group commit: transitions handled in the same tick share one transaction. */
-  commit?: <T>(write: () => T) => Promise<T>;
+  commit: <T>(write: () => T) => Promise<T>;
   metrics: SchedulerMetrics;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug(o: object, m?: string): void };
   clock?: () => number;
@@ -79,7 +78,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
   // metric. Bounded: a start whose outcome is never seen (job deleted) is dropped, oldest first.
   const activeSince = new Map<string, number>();
   const MAX_TRACKED_STARTS = 100_000;
-  const commit = deps.commit ?? (<T>(write: () => T) => new Promise<T>((resolve) => resolve(db.transaction(write)())));
+  const { commit } = deps;
 
   async function bullJob(stage: Stage, id: string): Promise<BullJobView | null> {
     const job = await deps.stageQueues.queues[stage].getJob(id);

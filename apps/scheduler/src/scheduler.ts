@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Database } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
 import { createEventsRepository } from '@dubgate/db/events';
-import { createOutboxRepository, type OutboxRecord } from '@dubgate/db/outbox';
+import { createOutboxRepository, groupCommittedOutbox, type OutboxRecord } from '@dubgate/db/outbox';
 import { createAuthRepository } from '@dubgate/db/auth';
 import { mergeSearchIndex, optimizeDatabase } from '@dubgate/db/maintenance';
 import { createGroupCommit } from '@dubgate/db/group-commit';
@@ -79,19 +79,14 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
   const publisher = createEventPublisher(opts.redis.commands);
   const groupCommit = createGroupCommit(db);
   const delivery = createOutboxDelivery({
-    // Marking rows delivered joins the next group commit instead of a transaction of its own.
-    store: {
-      listDue: (limit, now) => outbox.listDue(limit, now),
-      markFailed: (id, error, retryAt) => outbox.markFailed(id, error, retryAt),
-      markDelivered: (ids) => groupCommit.run(() => outbox.markDelivered(ids)),
-    },
+    store: groupCommittedOutbox(outbox, groupCommit),
     stageQueues,
     publisher,
     pipeline: () => opts.redis.commands.pipeline(),
     logger: log,
     ownership: { redis: opts.redis.commands, ownerKey: keys.jobOwnerKey },
   });
-  const handle = createOutcomeHandler({ db, jobs, events, outbox, stageQueues, delivery, commit: (write) => groupCommit.run(write), metrics, log });
+  const handle = createOutcomeHandler({ db, jobs, events, stageQueues, delivery, commit: (write) => groupCommit.run(write), metrics, log });
   const backpressure = createBackpressure({
     redis: opts.redis.commands,
     holdKey: keys.downloadsHeldKey,

@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import type { GroupCommit } from './group-commit.js';
 import type { ChannelMessages, EventChannel } from '@dubgate/contracts/events';
 import type { Stage } from '@dubgate/contracts/states';
 import type { StagePayloads } from '@dubgate/contracts/stages';
@@ -165,3 +166,15 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
 }
 
 export type OutboxRepository = ReturnType<typeof createOutboxRepository>;
+
+/**
+ * The outbox as a delivering process uses it, with `markDelivered` joining the process's next
+ * group commit instead of committing a transaction of its own after every delivery.
+ */
+export function groupCommittedOutbox(outbox: OutboxRepository, commits: Pick<GroupCommit, 'run'>) {
+  return {
+    listDue: (limit: number, now?: Date) => outbox.listDue(limit, now),
+    markFailed: (id: number, error: string, retryAt: Date) => outbox.markFailed(id, error, retryAt),
+    markDelivered: (ids: readonly number[]) => commits.run(() => outbox.markDelivered(ids)),
+  };
+}

@@ -34,7 +34,7 @@ export interface DeliveryPipeline {
 
 export interface OutboxDeliveryOptions {
   store: OutboxStore;
-  stageQueues: Pick<StageQueues, 'enqueueRaw' | 'enqueueMany' | 'queues'>;
+  stageQueues: Pick<StageQueues, 'enqueueMany'>;
   publisher: Pick<EventPublisher, 'publishRaw'>;
   /**
    * A pipeline on the publishing connection: a batch's owner keys and publishes then go in one

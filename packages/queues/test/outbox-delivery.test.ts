@@ -39,20 +39,26 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A producer and a subscriber on the test Redis (both ready), stage queues under a fresh prefix; all cleaned up. */
+async function liveRedis() {
+  const prefix = uniquePrefix();
+  const redis = createRedisConnection(redisUrl(), 'producer');
+  const sub = createRedisConnection(redisUrl(), 'subscriber');
+  await waitForReady(redis); // a producer fails fast until connected
+  await waitForReady(sub); // subscribing during the handshake can be lost to its ready check
+  const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
+  cleanups.push(async () => {
+    await queues.close();
+    await deleteKeysUnder(redis, prefix);
+    await closeRedis(sub);
+    await closeRedis(redis);
+  });
+  return { prefix, redis, sub, queues };
+}
+
 describe('outbox delivery', () => {
   it('enqueues and publishes due rows once, even when drained twice', async () => {
-    const prefix = uniquePrefix();
-    const redis = createRedisConnection(redisUrl(), 'producer');
-    const sub = createRedisConnection(redisUrl(), 'subscriber');
-    await waitForReady(redis); // a producer fails fast until connected
-    await waitForReady(sub); // subscribing during the handshake can be lost to its ready check
-    const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
-    cleanups.push(async () => {
-      await queues.close();
-      await deleteKeysUnder(redis, prefix);
-      await closeRedis(sub);
-      await closeRedis(redis);
-    });
+    const { prefix, redis, sub, queues } = await liveRedis();
     const jobId = uniqueJobId();
     const channel = `events:test-${prefix}`;
     const received: string[] = [];
@@ -113,18 +119,7 @@ describe('outbox delivery', () => {
   });
 
   it('pipelined batches: every row of many callers delivered once, publishes in row order, owner key set before job_added, a bad row fails alone', async () => {
-    const prefix = uniquePrefix();
-    const redis = createRedisConnection(redisUrl(), 'producer');
-    const sub = createRedisConnection(redisUrl(), 'subscriber');
-    await waitForReady(redis);
-    await waitForReady(sub); // subscribing during the handshake can be lost to its ready check
-    const queues = createStageQueues({ connection: redis, prefix, retries: { download: 1, dub: 1, mux: 1 } });
-    cleanups.push(async () => {
-      await queues.close();
-      await deleteKeysUnder(redis, prefix);
-      await closeRedis(sub);
-      await closeRedis(redis);
-    });
+    const { prefix, redis, sub, queues } = await liveRedis();
     const channel = `events:test-${prefix}`;
     const ownerKey = (jobId: string) => `${prefix}:owner:${jobId}`;
     const received: Array<{ type: string; jobId: string; n: number; ownerKnown: string | null }> = [];

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { JobsRepository, StateChange } from '@dubgate/db/jobs';
 import type { EventsRepository } from '@dubgate/db/events';
-import type { OutboxRepository, OutboxInput, OutboxItem } from '@dubgate/db/outbox';
+import type { OutboxInput, OutboxItem } from '@dubgate/db/outbox';
 import type { GroupCommit } from '@dubgate/db/group-commit';
 import type { StageQueues } from '@dubgate/queues/stage-queues';
 import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
@@ -24,7 +24,6 @@ import type { AuthUser } from '../auth-context.js';
 export interface JobsServiceDeps {
   jobs: JobsRepository;
   events: EventsRepository;
-  outbox: OutboxRepository;
   stageQueues: Pick<StageQueues, 'removeStageJobs'>;
   delivery: OutboxDelivery;
   mediaRoot: string;
