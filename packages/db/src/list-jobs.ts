@@ -2,6 +2,7 @@ import type { Database } from 'better-sqlite3';
 import type { Job } from '@dubgate/contracts/jobs';
 import { JOB_STATES, type JobState } from '@dubgate/contracts/states';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { SEARCH_ACTIVE_STATES, searchStateCode } from './migrations.js';
 import { toJob, type JobRow } from './rows.js';
 
 export interface ListJobsFilters {
@@ -72,7 +73,8 @@ export const MAX_LIST_LIMIT = 1000;
 const MIN_FTS_TERM = 3;
 // Past any seq; shifted left by KEY_BITS it still fits in 63 bits.
 const NO_CURSOR = 2 ** 50;
-const ALL_STATES_MASK = (1 << JOB_STATES.length) - 1;
+// Every code a key can carry (0–15).
+const ALL_STATES_MASK = 0xffff;
 // Newest-first walks cost FTS5 about this much more than oldest-first ones.
 const DESC_FACTOR = 1.5;
 // Fewer hits than this are too few to time reliably.
@@ -133,24 +135,39 @@ const FILTER = `(@owner IS NULL OR j.owner_id = @owner)
 // Same meaning as the trigram search, for short terms, small sets and checks. LIKE folds ASCII case only.
 const LIKE = (t: string) => `(${t}.url LIKE @pattern ESCAPE '\\' OR ${t}.title LIKE @pattern ESCAPE '\\')`;
 
-// Search hits newest first (below a cursor). The key (see migrations.ts) is (seq << 12 | owner code << 4 | state code),
-// so owner and state are tested on the key itself: no read of the jobs table per hit.
+// Search hits newest first (below a cursor). The key (see migrations.ts) is (seq << 12 | owner code << 4 | state
+// class), so owner and state class are tested on the key itself: no read of the jobs table per hit.
 const KEY_BITS = 12;
 const OWNER_OVERFLOW = 255;
 const FTS_HITS = `SELECT rowid AS k FROM jobs_fts WHERE jobs_fts MATCH @q AND rowid < (@before << ${KEY_BITS}) ORDER BY rowid DESC`;
 const KEY_FILTER = `((@stateMask >> (h.k & 15)) & 1) = 1 AND (@ownerCode IS NULL OR ((h.k >> 4) & 255) = @ownerCode)`;
-// The row is read only for owners sharing the overflow code, or to check a long term.
+// The row is read only for owners sharing the overflow code, to check a long term, or for an active
+// hit (class 0) when the filter names some active states but not all: then @activeStates is ',A,B,'.
+const NEEDS_ROW = `(@ownerCode IS ${OWNER_OVERFLOW} OR @verify = 1 OR (@activeStates IS NOT NULL AND (h.k & 15) = 0))`;
 const KEY_MATCH = `CASE WHEN NOT (${KEY_FILTER}) THEN 0
-  WHEN @ownerCode IS NOT ${OWNER_OVERFLOW} AND @verify = 0 THEN 1
+  WHEN NOT ${NEEDS_ROW} THEN 1
   ELSE EXISTS (SELECT 1 FROM jobs x WHERE x.seq = (h.k >> ${KEY_BITS})
-               AND (@owner IS NULL OR x.owner_id = @owner) AND (@verify = 0 OR ${LIKE('x')})) END`;
+               AND (@owner IS NULL OR x.owner_id = @owner) AND (@verify = 0 OR ${LIKE('x')})
+               AND (@activeStates IS NULL OR (h.k & 15) <> 0 OR instr(@activeStates, ',' || x.state || ',') > 0)) END`;
 
 interface KeyParams {
   stateMask: number;
+  /** Set when the filter names some but not all active states (they share one key class). */
+  activeStates: string | null;
   ownerCode: number | null;
   owner: string | null;
   verify: 0 | 1;
   pattern: string;
+}
+
+/** The key filter for a set of states (null: any state). */
+function stateKeyFilter(states: readonly string[] | null): Pick<KeyParams, 'stateMask' | 'activeStates'> {
+  if (!states) return { stateMask: ALL_STATES_MASK, activeStates: null };
+  const active = states.filter((st) => SEARCH_ACTIVE_STATES.includes(st));
+  return {
+    stateMask: states.reduce((m, st) => m | (1 << searchStateCode(st)), 0),
+    activeStates: active.length === 0 || active.length === SEARCH_ACTIVE_STATES.length ? null : `,${active.join(',')},`,
+  };
 }
 
 interface Page {
@@ -355,7 +372,7 @@ export function createJobLister(db: Database, tuning: Readonly<ListJobsTuning> =
       const q = ftsPhrase(plan.phrase);
       const trigrams = [...plan.phrase].length - 2;
       const key: KeyParams = {
-        stateMask: states ? states.reduce((m, st) => m | (1 << JOB_STATES.indexOf(st)), 0) : ALL_STATES_MASK,
+        ...stateKeyFilter(states),
         ownerCode: null,
         owner,
         verify: plan.verify ? 1 : 0,

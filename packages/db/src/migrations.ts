@@ -17,7 +17,8 @@ const JOB_STATES_SQL = STATES_V1.map((st) => `'${st}'`).join(', ');
  * Key of a job's row in jobs_fts: (seq << 12) | (owner code << 4) | state code. Ordering by it is
  * ordering by seq, and a search can filter its hits by owner and state from the key alone,
  * without reading the jobs table. Owner code = users.num, or 255 for num >= 255 (then checked
- * against the row). State code = position in JOB_STATES. list-jobs.ts decodes it.
+ * against the row). State code = position in JOB_STATES. list-jobs.ts decodes it. (Frozen as of v1:
+ * v2 below replaces the state code with a state class.)
  */
 function searchKey(row: 'new' | 'old'): string {
   return `((${row}.seq << 12)
@@ -208,7 +209,64 @@ CREATE TRIGGER media_title_delete AFTER DELETE ON media WHEN old.kind = 'source'
 END;
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial', sql: initial }];
+/**
+ * v2: the search key's low 4 bits hold a state *class* instead of the state: 0 for every active
+ * state (QUEUED … MUXING), the state's own code for COMPLETE, FAILED and CANCELED. A job then
+ * moves to a new key only when it ends or is retried, not on each of its six transitions: the
+ * re-key (a delete and a re-tokenised insert into the trigram index) was two thirds of a
+ * transition's SQLite cost (bench/sqlite-costs.mjs). Terminal and QUEUED codes are unchanged, so
+ * only rows in DOWNLOADING … MUXING move. list-jobs.ts checks the row for a filter on some but
+ * not all active states.
+ */
+const ACTIVE_V2 = STATES_V1.slice(0, 6);
+function stateClassCode(state: string): string {
+  return `(CASE ${state} ${STATES_V1.map((st, i) => `WHEN '${st}' THEN ${ACTIVE_V2.includes(st) ? 0 : i}`).join(' ')} ELSE 15 END)`;
+}
+function searchKeyV2(row: 'new' | 'old'): string {
+  return `((${row}.seq << 12)
+    | (min(coalesce((SELECT num FROM users WHERE id = ${row}.owner_id), 255), 255) << 4)
+    | ${stateClassCode(`${row}.state`)})`;
+}
+const movingActive = ACTIVE_V2.slice(1).map((st) => `'${st}'`).join(', ');
+
+const classKeys = /* sql */ `
+DROP TRIGGER jobs_fts_insert;
+DROP TRIGGER jobs_fts_delete;
+DROP TRIGGER jobs_fts_update;
+
+DELETE FROM jobs_fts WHERE rowid IN (SELECT ${searchKey('old').replaceAll('old.', 'j.')} FROM jobs j WHERE j.state IN (${movingActive}));
+INSERT INTO jobs_fts (rowid, url, title)
+  SELECT ${searchKeyV2('new').replaceAll('new.', 'j.')}, j.url, j.title FROM jobs j WHERE j.state IN (${movingActive});
+
+CREATE TRIGGER jobs_fts_insert AFTER INSERT ON jobs BEGIN
+  INSERT INTO jobs_fts (rowid, url, title) VALUES (${searchKeyV2('new')}, new.url, new.title);
+END;
+CREATE TRIGGER jobs_fts_delete AFTER DELETE ON jobs BEGIN
+  DELETE FROM jobs_fts WHERE rowid = ${searchKeyV2('old')};
+END;
+-- Only a change of text, owner or state class moves the row to a new key.
+CREATE TRIGGER jobs_fts_update AFTER UPDATE OF url, title, state, owner_id ON jobs
+  WHEN old.url IS NOT new.url OR old.title IS NOT new.title OR old.owner_id IS NOT new.owner_id
+    OR ${stateClassCode('old.state')} IS NOT ${stateClassCode('new.state')}
+BEGIN
+  DELETE FROM jobs_fts WHERE rowid = ${searchKeyV2('old')};
+  INSERT INTO jobs_fts (rowid, url, title) VALUES (${searchKeyV2('new')}, new.url, new.title);
+END;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial', sql: initial },
+  { version: 2, name: 'search key state classes', sql: classKeys },
+];
+
+/** The search key's state code (as of the latest migration): list-jobs.ts filters on it. */
+export function searchStateCode(state: string): number {
+  const i = STATES_V1.indexOf(state);
+  if (i < 0) return 15;
+  return ACTIVE_V2.includes(state) ? 0 : i;
+}
+/** States that share search code 0. */
+export const SEARCH_ACTIVE_STATES: readonly string[] = ACTIVE_V2;
 
 /** The state list (and codes) frozen in the schema, exported for the consistency test. */
 export const SCHEMA_JOB_STATES: readonly string[] = STATES_V1;

@@ -3,6 +3,7 @@ import type { Database } from 'better-sqlite3';
 import { JOB_STATES, type JobState } from '@dubgate/contracts/states';
 import { createJobsRepository, InvalidCursorError, type ListJobsFilters, type ListJobsTuning } from '../src/jobs-repository.js';
 import { normalizeSearch, searchPlan } from '../src/list-jobs.js';
+import { migrate, MIGRATIONS } from '../src/migrate.js';
 import { jobInput, seedUsers, testDb } from './helpers.js';
 
 // Walks of the transition table that end in each state.
@@ -114,6 +115,12 @@ const FILTERS: Array<Omit<ListJobsFilters, 'limit' | 'ownerId'> & { owner?: 0 | 
   { owner: 1, statuses: ['COMPLETE'], search: 'HTTPS://youtu.be/' },
   { search: 'https://' },
   { search: 'www.x' },
+  // Active states share one search-key class: some but not all of them needs a row check.
+  { statuses: ['QUEUED'], search: 'youtube' },
+  { statuses: ['DOWNLOADING', 'DUBBED'], search: 'youtu' },
+  { owner: 1, statuses: ['MUXING', 'FAILED'], search: 'vimeo' },
+  { statuses: ['QUEUED', 'DOWNLOADING', 'DOWNLOADED', 'DUBBING', 'DUBBED', 'MUXING'], search: 'youtube' },
+  { owner: 2, statuses: ['DUBBING', 'COMPLETE'], search: 'https://youtu.be/' },
 ];
 
 describe('listJobs', () => {
@@ -280,6 +287,60 @@ describe('listJobs', () => {
     expect(jobs.listJobs({ limit: 0 }).items).toHaveLength(1);
     expect(jobs.listJobs({ limit: 5000 }).items).toHaveLength(30);
     expect(jobs.listJobs({ limit: 100, statuses: [] }).total).toBe(30);
+  });
+
+  it('moves a job to a new search key only when it ends or is retried, not on each transition', () => {
+    const { db } = testDb();
+    const [u] = seedUsers(db, 'u');
+    const jobs = createJobsRepository(db);
+    const r = jobs.insertJob(jobInput(u!, { url: 'https://vimeo.com/424242' }));
+    if (!r.ok) throw new Error('insert failed');
+    const key = () => db.prepare(`SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH '"424242"'`).pluck().all() as number[];
+    const first = key();
+    expect(first).toHaveLength(1);
+    const steps: JobState[] = ['QUEUED', 'DOWNLOADING', 'DOWNLOADED', 'DUBBING', 'DUBBED', 'MUXING'];
+    for (let i = 1; i < steps.length; i++) {
+      expect(jobs.updateJobState(r.job.id, { from: steps[i - 1]!, to: steps[i]! }).ok).toBe(true);
+      expect(key()).toEqual(first);
+    }
+    expect(jobs.updateJobState(r.job.id, { from: 'MUXING', to: 'FAILED' }).ok).toBe(true);
+    expect(key()).toEqual([first[0]! - (first[0]! & 15) + JOB_STATES.indexOf('FAILED')]);
+    expect(jobs.updateJobState(r.job.id, { from: 'FAILED', to: 'QUEUED' }).ok).toBe(true);
+    expect(key()).toEqual(first);
+    expect(jobs.listJobs({ statuses: ['QUEUED'], search: '424242', limit: 5 }).total).toBe(1);
+    expect(jobs.listJobs({ statuses: ['MUXING'], search: '424242', limit: 5 }).total).toBe(0);
+  });
+
+  it('finds the same jobs after migrating a version 1 database to state-class keys', () => {
+    const { db } = testDb({ migrate: false });
+    migrate(db, MIGRATIONS.filter((m) => m.version === 1));
+    const owners = seedUsers(db, 'admin', 'alice');
+    const v1 = createJobsRepository(db, { listTuning: { smallSetLimit: 0, fewHitsLimit: 0 } });
+    JOB_STATES.forEach((state, i) => {
+      for (let k = 0; k < 3; k++) {
+        const r = v1.insertJob(jobInput(owners[k % 2]!, { url: `https://vimeo.com/${i}${k}77` }));
+        if (!r.ok) throw new Error('insert failed');
+        const path = PATHS[state];
+        for (let s = 1; s < path.length; s++) v1.updateJobState(r.job.id, { from: path[s - 1]!, to: path[s]! });
+      }
+    });
+    expect(migrate(db).applied).toEqual(MIGRATIONS.filter((m) => m.version > 1).map((m) => m.version));
+    const all = model(db);
+    const jobs = createJobsRepository(db, { listTuning: { smallSetLimit: 0, fewHitsLimit: 0 } });
+    for (const statuses of [undefined, ['DUBBING'], ['QUEUED', 'MUXING'], ['COMPLETE', 'DOWNLOADED'], ['FAILED', 'CANCELED']] as Array<JobState[] | undefined>) {
+      for (const ownerId of [undefined, owners[1]]) {
+        const f: ListJobsFilters = { statuses, ownerId, search: 'vimeo', limit: 100 };
+        expect(jobs.listJobs(f).items.map((j) => j.id), JSON.stringify(f)).toEqual(expected(all, f).map((j) => j.id));
+      }
+    }
+    // Every job has exactly one search key, and it carries its state class.
+    const keys = db.prepare(`SELECT rowid FROM jobs_fts WHERE jobs_fts MATCH 'vimeo'`).pluck().all() as number[];
+    expect(keys).toHaveLength(all.length);
+    const bySeq = new Map(all.map((j) => [j.seq, j.state]));
+    for (const k of keys) {
+      const st = bySeq.get(Math.floor(k / 4096))!;
+      expect(k & 15, st).toBe(['COMPLETE', 'FAILED', 'CANCELED'].includes(st) ? JOB_STATES.indexOf(st) : 0);
+    }
   });
 
   it('uses the indexes it was built for', () => {
