@@ -44,11 +44,12 @@ afterAll(async () => {
   }
 });
 
-type OutboxRow = { id: number; kind: string; deliveredAt: string | null; availableAt: string; attempts: number };
+// Every row in the outbox is pending: delivered rows are deleted.
+type OutboxRow = { id: number; kind: string; availableAt: string; attempts: number };
 const outboxOf = (jobId: string) =>
   t
     .db()
-    .prepare('SELECT id, kind, delivered_at AS deliveredAt, available_at AS availableAt, attempts FROM outbox WHERE job_id = ? ORDER BY id')
+    .prepare('SELECT id, kind, available_at AS availableAt, attempts FROM outbox WHERE job_id = ? ORDER BY id')
     .all(jobId) as OutboxRow[];
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
@@ -82,8 +83,7 @@ describe('Redis stopped and restarted', () => {
     expect(accepted.status).toBe('QUEUED');
     expect(t.db().prepare('SELECT state FROM jobs WHERE id = ?').pluck().get(accepted.id)).toBe('QUEUED');
     const rows = outboxOf(accepted.id);
-    expect(rows.map((r) => r.kind)).toEqual(['enqueue', 'publish']);
-    expect(rows.every((r) => r.deliveredAt === null)).toBe(true);
+    expect(rows.map((r) => r.kind)).toEqual(['enqueue', 'publish']); // both pending
     // The api reads on without Redis.
     expect((await t.app.inject({ method: 'GET', url: `/api/jobs/${accepted.id}`, headers: bearer(token) })).statusCode).toBe(200);
   });
@@ -122,16 +122,21 @@ describe('Redis stopped and restarted', () => {
 
       // Failed rows wait for their retry time; the scheduler drains periodically.
       const pendingDueLater = () =>
-        t.db().prepare('SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND available_at > ?').pluck().get(new Date().toISOString()) as number;
+        t.db().prepare('SELECT count(*) FROM outbox WHERE available_at > ?').pluck().get(new Date().toISOString()) as number;
       await waitFor(() => pendingDueLater() === 0, 10_000, 50);
       const store = createOutboxRepository(t.db());
       const delivery = createOutboxDelivery({ store, stageQueues, publisher: createEventPublisher(conn) });
 
+      const ids = outboxOf(accepted.id).map((r) => r.id);
+      expect(ids).toHaveLength(2);
+      const records = ids.map((id) => store.get(id)!);
+      const cancelRows = outboxOf(canceledDuringOutage.id).filter((r) => r.kind === 'publish');
+      expect(cancelRows.length).toBeGreaterThanOrEqual(2);
+
       const first = await delivery.drain(100, 0);
       expect(first.failed).toEqual([]);
-      const ids = outboxOf(accepted.id).map((r) => r.id);
       expect(first.delivered).toEqual(expect.arrayContaining(ids));
-      expect(outboxOf(accepted.id).every((r) => r.deliveredAt !== null)).toBe(true);
+      expect(outboxOf(accepted.id)).toEqual([]);
 
       const job = await stageQueues.queues.download.getJob(queueJobId);
       expect(job?.data).toMatchObject({ jobId: accepted.id, generation: 0, url: accepted.url });
@@ -140,18 +145,18 @@ describe('Redis stopped and restarted', () => {
       await events.next((m) => m.jobId === accepted.id && m.type === 'job_added');
 
       // Draining again changes nothing, and so does delivering the same rows twice (a crash
-      // between enqueue and marking them delivered).
+      // between enqueue and deleting them).
       const second = await delivery.drain(100, 0);
       expect(second.delivered).not.toEqual(expect.arrayContaining(ids));
-      const again = await delivery.deliver(ids.map((id) => store.get(id)!));
+      const again = await delivery.deliver(records);
       expect(again.failed).toEqual([]);
       expect(await waiting()).toBe(1);
       expect((await stageQueues.counts()).download.waiting).toBe(await conn.llen(`${t.queuePrefix}:download:wait`));
 
       // The cancel made during the outage reached the outbox too; it is delivered, not lost.
-      const cancelRows = outboxOf(canceledDuringOutage.id).filter((r) => r.kind === 'publish');
-      expect(cancelRows.length).toBeGreaterThanOrEqual(2);
-      expect(cancelRows.every((r) => r.deliveredAt !== null)).toBe(true);
+      expect(first.delivered).toEqual(expect.arrayContaining(cancelRows.map((r) => r.id)));
+      expect(outboxOf(canceledDuringOutage.id)).toEqual([]);
+      await events.next((m) => m.jobId === canceledDuringOutage.id && m.type === 'state_change');
     } finally {
       await events.close();
       await stageQueues.close();
@@ -163,7 +168,7 @@ describe('Redis stopped and restarted', () => {
     await waitFor(async () => (await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode === 200, 10_000, 100);
     // And enqueues directly again.
     const job = await createJob(t.app, token);
-    expect(t.db().prepare('SELECT count(*) FROM outbox WHERE job_id = ? AND delivered_at IS NULL').pluck().get(job.id)).toBe(0);
+    expect(t.db().prepare('SELECT count(*) FROM outbox WHERE job_id = ?').pluck().get(job.id)).toBe(0);
   });
 });
 
@@ -208,7 +213,7 @@ describe('a hung Redis (accepts connections, never answers)', () => {
       expect(created.value.statusCode).toBe(201);
       expect(created.ms).toBeLessThan(3_000);
       const job = created.value.json<{ job: JobJson }>().job;
-      const pending = app.db().prepare('SELECT count(*) FROM outbox WHERE job_id = ? AND delivered_at IS NULL').pluck().get(job.id);
+      const pending = app.db().prepare('SELECT count(*) FROM outbox WHERE job_id = ?').pluck().get(job.id);
       expect(pending).toBe(2);
 
       const metrics = await timed(() => app.app.inject({ method: 'GET', url: '/metrics' }));

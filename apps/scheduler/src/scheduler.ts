@@ -36,7 +36,7 @@ export interface SchedulerOptions {
   reconcileIntervalMs?: number;
   backpressureIntervalMs?: number;
   drainIntervalMs?: number;
-  /** Search-index merge, outbox and session purge. Default 5 minutes. */
+  /** Search-index merge and purge of expired sessions. Default 5 minutes. */
   maintenanceIntervalMs?: number;
   /** Outbox rows younger than this are left to the process that wrote them (default 5000). */
   outboxGraceMs?: number;
@@ -214,7 +214,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       // enqueueing it then would run a stage nobody wants any more.
       const stale = rows.filter((row) => !stillWanted(row));
       if (stale.length > 0) {
-        outbox.markDelivered(stale.map((r) => r.id));
+        outbox.removeDelivered(stale.map((r) => r.id));
         log.info({ outboxIds: stale.map((r) => r.id) }, 'skipped outbox rows of jobs that moved on');
       }
       const due = rows.filter((row) => !stale.includes(row));
@@ -228,10 +228,9 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     let merges = 0;
     // Incremental FTS merge: every insert and state change adds a small segment to the search index.
     while (merges < 20 && mergeSearchIndex(db, 200)) merges++;
-    const purged = outbox.purgeDelivered(new Date(Date.now() - 24 * 3600_000));
     const sessions = auth.purgeExpiredSessions();
     optimizeDatabase(db);
-    if (merges || purged || sessions) log.info({ merges, outboxPurged: purged, sessionsPurged: sessions }, 'maintenance pass');
+    if (merges || sessions) log.info({ merges, sessionsPurged: sessions }, 'maintenance pass');
   }
 
   const lock: LeaderLock = createLeaderLock({

@@ -60,7 +60,7 @@ describe('disk backpressure', () => {
     expect(await s.scheduler.stageQueues.isPaused('download')).toBe(true);
     const held = JSON.parse((await h.redis.get(`${h.gwPrefix}:downloads-held`))!) as { kind: string; message: string };
     expect(held.kind).toBe('disk');
-    const pendingDownloads = h.db.prepare("SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND json_extract(payload, '$.stage') = 'download'").pluck().get();
+    const pendingDownloads = h.db.prepare("SELECT count(*) FROM outbox WHERE json_extract(payload, '$.stage') = 'download'").pluck().get();
     expect(pendingDownloads).toBe(3);
     // Many checks during the hold, exactly one notification.
     await s.scheduler.checkBackpressureNow();
@@ -139,7 +139,7 @@ describe('disk backpressure', () => {
         const r = h.jobs.insertJob({ ownerId, url: `https://videos.example.com/watch/bulk-${i}`, requestedDubbing: false, targetLang: null, formatPreset: 'best', outputContainer: 'mp4' });
         if (!r.ok || !r.created) throw new Error('insert failed');
         // The api delivered its publish row; the download waits.
-        h.outbox.markDelivered(r.outboxIds.slice(1));
+        h.outbox.removeDelivered(r.outboxIds.slice(1));
         return r.job.id;
       }),
     )();
@@ -148,7 +148,7 @@ describe('disk backpressure', () => {
       { kind: 'publish', jobId: kept.id, payload: { channel: 'events:state', message: { jobId: kept.id, type: 'job_removed', timestamp: new Date().toISOString(), payload: { ownerId } } } },
     ]);
     await waitFor(() => state.messages.some((m) => m.jobId === kept.id && m.type === 'job_removed'), 3_000, 'the row behind the held ones');
-    expect(h.outbox.get(late!)!.deliveredAt).not.toBeNull();
+    expect(h.outbox.get(late!)).toBeNull(); // delivered rows are deleted
     expect(many).toHaveLength(520);
 
     const seen: string[] = [];
@@ -224,7 +224,7 @@ describe('queue depth backpressure', () => {
     expect(counts.download.waiting).toBe(3);
     expect(await s.scheduler.stageQueues.isPaused('download')).toBe(false);
     for (const j of more) expect(h.job(j.id)).toMatchObject({ status: 'QUEUED', holdReason: expect.stringMatching(/download queue/) });
-    const pending = h.db.prepare("SELECT job_id FROM outbox WHERE delivered_at IS NULL AND json_extract(payload, '$.stage') = 'download' ORDER BY id").pluck().all();
+    const pending = h.db.prepare("SELECT job_id FROM outbox WHERE json_extract(payload, '$.stage') = 'download' ORDER BY id").pluck().all();
     expect(pending).toEqual(more.map((j) => j.id));
     expect(notes.messages.map((m) => `${m.payload.type}: ${m.payload.message}`)).toEqual([expect.stringMatching(/^queue_depth_high/)]);
 
@@ -235,6 +235,6 @@ describe('queue depth backpressure', () => {
     expect(order).toEqual(all.map((j) => j.id));
     expect(await h.redis.exists(h.keys.downloadsHeldKey)).toBe(0);
     // The last transition's publish is marked delivered just after its commit.
-    await expect.poll(() => h.db.prepare('SELECT count(*) FROM outbox WHERE delivered_at IS NULL').pluck().get()).toBe(0);
+    await expect.poll(() => h.db.prepare('SELECT count(*) FROM outbox').pluck().get()).toBe(0);
   });
 });

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { createAuthRepository } from '@dubgate/db/auth';
 import { createHarness, waitFor, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
@@ -8,21 +9,23 @@ afterEach(async () => {
 });
 
 describe('maintenance', () => {
-  it('the leader purges old delivered outbox rows and merges the search index', async () => {
+  it('the leader purges expired sessions and merges the search index', async () => {
     h = await createHarness('maint');
-    // A delivered row from two days ago, and a fresh one that must stay.
-    const [oldId, freshId] = h.outbox.add([
-      { kind: 'publish', jobId: null, payload: { channel: 'events:state', message: { jobId: 'gone', type: 'job_removed', timestamp: new Date().toISOString(), payload: { ownerId: 'u' } } } },
-      { kind: 'publish', jobId: null, payload: { channel: 'events:state', message: { jobId: 'gone2', type: 'job_removed', timestamp: new Date().toISOString(), payload: { ownerId: 'u' } } } },
-    ]) as [number, number];
-    h.outbox.markDelivered([oldId], new Date(Date.now() - 2 * 24 * 3600_000));
-    h.outbox.markDelivered([freshId]);
+    const auth = createAuthRepository(h.db);
+    const user = auth.createUser({ username: `maint-${Date.now()}`, passwordHash: 'x', role: 'user' });
+    if (!user.ok) throw new Error('user not created');
+    const old = auth.createSession({ id: 'expired-session', userId: user.user.id, csrfToken: 'c', expiresAt: new Date(Date.now() - 2 * 24 * 3600_000) });
+    const fresh = auth.createSession({ id: 'fresh-session', userId: user.user.id, csrfToken: 'c', expiresAt: new Date(Date.now() + 3600_000) });
+    // Jobs inserted one per transaction leave small segments for the merge to fold together.
+    for (let i = 0; i < 20; i++) await h.createJob();
 
     const s = h.scheduler({ maintenanceIntervalMs: 200 });
     s.scheduler.start();
     await waitFor(() => s.log.lines.some((l) => l.msg === 'maintenance pass'), 10_000, 'a maintenance pass');
-    expect(h.outbox.get(oldId)).toBeNull();
-    expect(h.outbox.get(freshId)).not.toBeNull();
-    expect(s.log.lines.find((l) => l.msg === 'maintenance pass')?.obj).toMatchObject({ outboxPurged: 1 });
+    expect(auth.getSession(old.id)).toBeNull();
+    expect(auth.getSession(fresh.id)).not.toBeNull();
+    const pass = s.log.lines.find((l) => l.msg === 'maintenance pass')?.obj as { sessionsPurged: number; merges: number };
+    expect(pass.sessionsPurged).toBe(1);
+    expect(pass.merges).toBeGreaterThan(0);
   });
 });

@@ -254,9 +254,24 @@ BEGIN
 END;
 `;
 
+/**
+ * v3: a delivered outbox row is deleted, not marked. Marking moved the row between two partial
+ * indexes and a daily purge deleted it again (three writes per message, ~10 messages per job),
+ * and that purge was one DELETE of a whole day's rows on the scheduler's event loop. Every row
+ * left in the table is now pending; job_events keeps the history.
+ */
+const outboxDeletesDelivered = /* sql */ `
+DELETE FROM outbox WHERE delivered_at IS NOT NULL;
+DROP INDEX outbox_delivered;
+DROP INDEX outbox_pending;
+ALTER TABLE outbox DROP COLUMN delivered_at;
+CREATE INDEX outbox_due ON outbox(available_at);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial', sql: initial },
   { version: 2, name: 'search key state classes', sql: classKeys },
+  { version: 3, name: 'outbox deletes delivered rows', sql: outboxDeletesDelivered },
 ];
 
 /** The search key's state code (as of the latest migration): list-jobs.ts filters on it. */

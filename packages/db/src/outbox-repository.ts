@@ -32,7 +32,6 @@ interface OutboxMeta {
   jobId: string | null;
   createdAt: string;
   availableAt: string;
-  deliveredAt: string | null;
   attempts: number;
   lastError: string | null;
 }
@@ -52,7 +51,6 @@ interface OutboxRow {
   payload: string;
   created_at: string;
   available_at: string;
-  delivered_at: string | null;
   attempts: number;
   last_error: string | null;
 }
@@ -63,7 +61,6 @@ function toRecord(row: OutboxRow): OutboxRecord {
     jobId: row.job_id,
     createdAt: row.created_at,
     availableAt: row.available_at,
-    deliveredAt: row.delivered_at,
     attempts: row.attempts,
     lastError: row.last_error,
   };
@@ -82,21 +79,14 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
   const insert = db.prepare<[string | null, string, string, string, string]>(
     'INSERT INTO outbox (job_id, kind, payload, created_at, available_at) VALUES (?, ?, ?, ?, ?)',
   );
-  const due = db.prepare<[string, number], OutboxRow>(
-    `SELECT * FROM outbox WHERE delivered_at IS NULL AND available_at <= ? ORDER BY id LIMIT ?`,
-  );
-  const delivered = db.prepare<[string, number]>(
-    'UPDATE outbox SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL',
-  );
+  // Every row in the table is pending: delivered rows are deleted (migration 3).
+  const due = db.prepare<[string, number], OutboxRow>('SELECT * FROM outbox WHERE available_at <= ? ORDER BY id LIMIT ?');
+  const remove = db.prepare<[number]>('DELETE FROM outbox WHERE id = ?');
   const failed = db.prepare<[string, string, number]>(
-    `UPDATE outbox SET attempts = attempts + 1, last_error = ?, available_at = ?
-     WHERE id = ? AND delivered_at IS NULL`,
+    'UPDATE outbox SET attempts = attempts + 1, last_error = ?, available_at = ? WHERE id = ?',
   );
-  const pending = db.prepare<[], number>('SELECT count(*) FROM outbox WHERE delivered_at IS NULL').pluck();
-  const oldestPending = db
-    .prepare<[], string | null>('SELECT min(available_at) FROM outbox WHERE delivered_at IS NULL')
-    .pluck();
-  const purge = db.prepare<[string]>('DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?');
+  const pending = db.prepare<[], number>('SELECT count(*) FROM outbox').pluck();
+  const oldestPending = db.prepare<[], string | null>('SELECT min(available_at) FROM outbox').pluck();
   const byId = db.prepare<[number], OutboxRow>('SELECT * FROM outbox WHERE id = ?');
 
   /** Appends rows in order and returns their ids. Joins the caller's transaction when there is one. */
@@ -111,11 +101,14 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
   // Joins the caller's transaction as is (no savepoint): the caller's rollback covers it.
   const add = (rows: readonly OutboxInput[]) => (db.inTransaction ? addRows(rows) : addTx(rows));
 
-  const markDeliveredTx = db.transaction((ids: readonly number[], at: string): number => {
+  const removeRows = (ids: readonly number[]): number => {
     let n = 0;
-    for (const id of ids) n += delivered.run(at, id).changes;
+    for (const id of ids) n += remove.run(id).changes;
     return n;
-  });
+  };
+  const removeTx = db.transaction(removeRows);
+  // Joins the caller's transaction as is, like add.
+  const removeMany = (ids: readonly number[]) => (db.inTransaction ? removeRows(ids) : removeTx(ids));
 
   return {
     add(rows: readonly OutboxInput[]): number[] {
@@ -129,14 +122,14 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
       return rows.map((r, i) => ({ id: ids[i]!, kind: r.kind, payload: r.payload }) as OutboxItem);
     },
 
-    /** Undelivered rows whose time has come, oldest first. */
+    /** Pending rows whose time has come, oldest first. */
     listDue(limit: number, now: Date | string = clock()): OutboxRecord[] {
       return due.all(toIso(now), Math.max(0, Math.trunc(limit))).map(toRecord);
     },
 
-    /** Marks rows delivered; returns how many were still pending. */
-    markDelivered(ids: readonly number[], at: Date | string = clock()): number {
-      return ids.length === 0 ? 0 : markDeliveredTx(ids, toIso(at));
+    /** Deletes delivered rows; returns how many were still there. */
+    removeDelivered(ids: readonly number[]): number {
+      return ids.length === 0 ? 0 : removeMany(ids);
     },
 
     /** Records a failed delivery attempt and when to try again. */
@@ -153,11 +146,7 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
       return oldestPending.get() ?? null;
     },
 
-    /** Deletes rows delivered before `olderThan`; returns how many. */
-    purgeDelivered(olderThan: Date | string): number {
-      return purge.run(toIso(olderThan)).changes;
-    },
-
+    /** A pending row, or null (never written, or delivered and deleted). */
     get(id: number): OutboxRecord | null {
       const row = byId.get(id);
       return row ? toRecord(row) : null;
@@ -168,13 +157,13 @@ export function createOutboxRepository(db: Database, opts: OutboxRepositoryOptio
 export type OutboxRepository = ReturnType<typeof createOutboxRepository>;
 
 /**
- * The outbox as a delivering process uses it, with `markDelivered` joining the process's next
+ * The outbox as a delivering process uses it, with `removeDelivered` joining the process's next
  * group commit instead of committing a transaction of its own after every delivery.
  */
 export function groupCommittedOutbox(outbox: OutboxRepository, commits: Pick<GroupCommit, 'run'>) {
   return {
     listDue: (limit: number, now?: Date) => outbox.listDue(limit, now),
     markFailed: (id: number, error: string, retryAt: Date) => outbox.markFailed(id, error, retryAt),
-    markDelivered: (ids: readonly number[]) => commits.run(() => outbox.markDelivered(ids)),
+    removeDelivered: (ids: readonly number[]) => commits.run(() => outbox.removeDelivered(ids)),
   };
 }

@@ -123,7 +123,7 @@ describe('updateJobState', () => {
   it('moves the job, records the event and the outbox rows', () => {
     const { db, alice, jobs, outbox, time } = setup();
     const { job } = jobs.insertJob(jobInput(alice)) as { job: { id: string } };
-    outbox.markDelivered(outbox.listDue(10).map((o) => o.id));
+    outbox.removeDelivered(outbox.listDue(10).map((o) => o.id));
     time.advance(1000);
     const r = jobs.updateJobState(job.id, {
       from: 'QUEUED',

@@ -19,8 +19,8 @@ export type OutboxItem =
 
 export interface OutboxStore {
   listDue(limit: number, now?: Date): readonly OutboxItem[];
-  /** May return a promise (a group commit); delivery waits for it. */
-  markDelivered(ids: readonly number[]): unknown;
+  /** Deletes delivered rows. May return a promise (a group commit); delivery waits for it. */
+  removeDelivered(ids: readonly number[]): unknown;
   markFailed(id: number, error: string, retryAt: Date): unknown;
 }
 
@@ -214,7 +214,7 @@ export function createOutboxDelivery(options: OutboxDeliveryOptions): OutboxDeli
         logger?.error({ err: markErr, outboxId: item.id }, 'could not record outbox failure');
       }
     });
-    if (report.delivered.length > 0) await store.markDelivered(report.delivered);
+    if (report.delivered.length > 0) await store.removeDelivered(report.delivered);
     if (report.failed.length > 0) {
       logger?.warn({ failed: report.failed.length, firstError: report.failed[0]?.error }, 'outbox rows not delivered; will retry');
     }

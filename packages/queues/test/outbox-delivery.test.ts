@@ -12,7 +12,7 @@ function memoryStore(items: OutboxItem[], now = () => Date.now()) {
   const store: OutboxStore = {
     listDue: (limit, at = new Date(now())) =>
       rows.filter((r) => !r.delivered && r.availableAt <= at.getTime()).slice(0, limit).map((r) => r.item),
-    markDelivered: (ids) => rows.forEach((r) => ids.includes(r.item.id) && (r.delivered = true)),
+    removeDelivered: (ids) => rows.forEach((r) => ids.includes(r.item.id) && (r.delivered = true)),
     markFailed: (id, error, retryAt) => {
       const row = rows.find((r) => r.item.id === id)!;
       row.errors.push(error);
@@ -77,7 +77,7 @@ describe('outbox delivery', () => {
     expect(rows.every((r) => r.delivered)).toBe(true);
     expect((await delivery.drain(10, 0)).delivered).toEqual([]);
 
-    // Delivering the same rows again (a crash after enqueue, before markDelivered) adds nothing.
+    // Delivering the same rows again (a crash after enqueue, before removeDelivered) adds nothing.
     await delivery.deliver([downloadItem(1, jobId)]);
     expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(1);
     await new Promise((r) => setTimeout(r, 100));
@@ -171,7 +171,7 @@ describe('outbox delivery', () => {
       expect(mine.map((m) => m.n)).toEqual([0, 1]);
       expect(mine[0]!.ownerKnown).toMatch(/^user-/);
     }
-    // Delivered again (a crash before markDelivered): nothing new is enqueued.
+    // Delivered again (a crash before removeDelivered): nothing new is enqueued.
     await delivery.deliver(callerRows.flat().filter((r) => r.kind === 'enqueue' && r !== bad));
     expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(30);
   });
