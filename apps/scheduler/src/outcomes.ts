@@ -37,7 +37,13 @@ export interface OutcomeDeps {
   clock?: () => number;
 }
 
-export type OutcomeResult = 'applied' | 'ignored';
+/** 'superseded': a start whose completion is in the same batch, applied with it. */
+export type OutcomeResult = 'applied' | 'ignored' | 'superseded';
+
+export interface HandleOptions {
+  /** The next event of this stage job in the batch is its completion, which applies the start too. */
+  superseded?: boolean;
+}
 
 const resultChecks = {
   download: TypeCompiler.Compile(STAGE_RESULT_SCHEMAS.download),
@@ -96,36 +102,55 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     };
   }
 
-  /** Commits a transition (and whatever goes with it), then delivers its outbox rows. */
-  async function apply(job: Job, change: StateChange, extra?: () => void): Promise<Job | null> {
-    const result = await commit(() => {
-      extra?.();
-      return jobs.updateJobState(job.id, change);
+  /**
+   * Commits transitions in order in one transaction (with whatever goes with the last one), then
+   * delivers their outbox rows. Stops at the first that does not apply: the job moved meanwhile.
+   */
+  async function apply(job: Job, changes: readonly StateChange[], extra?: () => void): Promise<Job | null> {
+    const results = await commit(() => {
+      const out = [];
+      for (const [i, change] of changes.entries()) {
+        if (i === changes.length - 1) extra?.();
+        const r = jobs.updateJobState(job.id, change);
+        out.push(r);
+        if (!r.ok) break;
+      }
+      return out;
     });
-    if (!result.ok) {
-      log.debug({ jobId: job.id, from: change.from, to: change.to, reason: result.reason }, 'transition not applied');
-      return null;
-    }
-    metrics.transitions.inc({ from: change.from, to: change.to });
+    const applied = results.filter((r) => r.ok);
+    applied.forEach((_, i) => metrics.transitions.inc({ from: changes[i]!.from, to: changes[i]!.to }));
     // Deliver now (with the rows of other transitions of this tick); if Redis fails, the rows
     // stay pending and the drainer retries them.
-    await deps.delivery.deliverSoon(result.outboxItems);
-    return result.job;
+    const outboxItems = applied.flatMap((r) => r.outboxItems);
+    if (outboxItems.length > 0) await deps.delivery.deliverSoon(outboxItems);
+    const last = results[results.length - 1]!;
+    if (!last.ok) {
+      const change = changes[results.length - 1]!;
+      log.debug({ jobId: job.id, from: change.from, to: change.to, reason: last.reason }, 'transition not applied');
+      return null;
+    }
+    return last.job;
   }
 
   function transition(job: Job, event: JobEvent) {
     return transitionFor(shapeOf(job), event);
   }
 
-  /** A worker took the stage. Also used when its start event was missed. */
-  async function started(job: Job, stage: Stage, attempt: number): Promise<Job> {
+  /** The transition for a worker taking the stage, or null when it changes no state. */
+  function startChange(job: Job, stage: Stage, attempt: number): StateChange | null {
     const to = transition(job, { kind: 'stage_started', stage });
-    if (to === null) {
+    return to === null ? null : { from: job.status, to, reason: `a worker took the ${stage} stage`, patch: { attempt, holdReason: null } };
+  }
+
+  /** A worker took the stage. */
+  async function started(job: Job, stage: Stage, attempt: number): Promise<Job> {
+    const change = startChange(job, stage, attempt);
+    if (change === null) {
       // Count the attempt only for the stage that is due, never on a finished job.
       if (attempt > job.attempt && nextStage(shapeOf(job)) === stage) jobs.setAttempt(job.id, attempt);
       return job;
     }
-    return (await apply(job, { from: job.status, to, reason: `a worker took the ${stage} stage`, patch: { attempt, holdReason: null } })) ?? job;
+    return (await apply(job, [change])) ?? job;
   }
 
   function nextStageRow(job: Job, generation: number, payload: StagePayloads['dub'] | StagePayloads['mux'], stage: 'dub' | 'mux'): OutboxInput {
@@ -147,8 +172,16 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
       const errors = [...resultChecks[stage].Errors(raw)].slice(0, 3).map((x) => `${x.path} ${x.message}`);
       return failed(job, stage, `PERMANENT: the ${stage} worker returned an invalid result (${errors.join('; ') || 'not JSON'})`, null);
     }
-    // The start event may have been missed (trimmed stream, scheduler down): apply it first.
-    if (job.status !== STAGE_STATES[stage].running) job = await started(job, stage, Math.max(job.attempt, 1));
+    // The start was not applied (its event missed, or in the same batch and skipped): it goes in
+    // the same transaction, first.
+    const changes: StateChange[] = [];
+    if (job.status !== STAGE_STATES[stage].running) {
+      const start = startChange(job, stage, Math.max(job.attempt, 1));
+      if (start) {
+        changes.push(start);
+        job = { ...job, status: start.to, attempt: Math.max(job.attempt, 1), holdReason: null };
+      }
+    }
     const to = transition(job, { kind: 'stage_completed', stage });
     if (to === null) return 'ignored';
 
@@ -218,7 +251,8 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
       change = { from: job.status, to, reason: `muxed into ${r.container}`, patch: { outputPath: r.outputPath } };
     }
 
-    const applied = await apply(job, change, recordMedia);
+    changes.push(change);
+    const applied = await apply(job, changes, recordMedia);
     if (!applied) return 'ignored';
     if (stage !== 'mux') metrics.handoff.observe((clock() - streamIdTime(e.id)) / 1000);
     // From the stream's own times (the start event's id to this one's), not a read of the job.
@@ -240,7 +274,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     const message = reason.replace(PERMANENT_ERROR_PREFIX, '').trim().slice(0, 2000) || `${stage} failed`;
     const applied = await apply(
       job,
-      {
+      [{
         from: job.status,
         to,
         reason: `${stage} failed: ${message}`,
@@ -251,7 +285,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
           holdReason: null,
         },
         eventPayload: { stage, permanent, attempts: bull?.attemptsMade ?? null },
-      },
+      }],
       () => {
         if (checkpoint) jobs.saveCheckpoint(job.id, checkpoint);
       },
@@ -309,7 +343,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     return 'applied';
   }
 
-  return async function handle(e: StageEvent): Promise<OutcomeResult> {
+  return async function handle(e: StageEvent, opts: HandleOptions = {}): Promise<OutcomeResult> {
     // Most of the stream is 'added', 'waiting', 'drained'...: skip those before touching SQLite.
     if (!HANDLED_EVENTS.has(e.event)) return 'ignored';
     if (e.event === 'waiting' && e.fields.prev !== 'active') return 'ignored';
@@ -331,6 +365,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
         activeSince.delete(e.jobId);
         activeSince.set(e.jobId, streamIdTime(e.id));
         if (activeSince.size > MAX_TRACKED_STARTS) activeSince.delete(activeSince.keys().next().value!);
+        if (opts.superseded) return 'superseded';
         const bull = await bullJob(e.stage, e.jobId);
         const before = job.status;
         // BullMQ counts the start of this attempt in attemptsStarted.

@@ -137,9 +137,9 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       // A scheduler that lost the lock stops at once; its successor reads these events again.
       while (next < groups.length && acting) {
         const group = groups[next++]!;
-        for (const e of group) {
+        for (const [i, e] of group.entries()) {
           try {
-            const outcome = await handle(e);
+            const outcome = await handle(e, { superseded: e.event === 'active' && completesNext(group, i) });
             metrics.events.inc({ event: e.event || 'unknown', outcome });
           } catch (err) {
             // One bad event must not stop the stream; the reconciler repairs what this missed.
@@ -289,6 +289,19 @@ function sleep(ms: number, cancelled?: () => boolean): Promise<void> {
     };
     setTimeout(tick, Math.min(100, ms));
   });
+}
+
+/**
+ * True when the next event of the same stage job after position i is its completion: a start
+ * and a finish read in one batch become one transaction (the completion applies the start).
+ */
+function completesNext(group: readonly StageEvent[], i: number): boolean {
+  const e = group[i]!;
+  for (let k = i + 1; k < group.length; k++) {
+    const later = group[k]!;
+    if (later.stage === e.stage && later.jobId === e.jobId) return later.event === 'completed';
+  }
+  return false;
 }
 
 function compareStreamIds(a: string, b: string): number {

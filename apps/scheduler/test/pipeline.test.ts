@@ -52,6 +52,33 @@ describe('the full pipeline', () => {
     expect(metrics).toMatch(/dubgate_stage_handoff_seconds_count\{[^}]*\} 2/);
   });
 
+  it('a start and its completion read in one batch are one transaction, with the start first', async () => {
+    h = await createHarness('one-batch');
+    const created = await h.createJob({ requestedDubbing: false });
+    // The stage runs while no scheduler reads: its active and completed events wait in the stream.
+    const worker = h.worker('download');
+    const done = await new Promise<unknown>((resolve) => worker.once('completed', resolve));
+    expect(done).toBeTruthy();
+    await worker.close();
+    expect(h.job(created.id).status).toBe('QUEUED');
+
+    const s = h.scheduler();
+    s.scheduler.start();
+    const job = await h.waitForState(created.id, 'DOWNLOADED');
+    expect(h.transitions(job.id)).toEqual(['QUEUED>DOWNLOADING', 'DOWNLOADING>DOWNLOADED']);
+    expect(job.attempt).toBe(1);
+    // The start was not handled on its own (counted as superseded) but applied by the completion,
+    // first, in the same transaction: consecutive event ids, the media row beside them.
+    const rows = h.db
+      .prepare("SELECT id, created_at AS at FROM job_events WHERE job_id = ? AND type = 'state_change' ORDER BY id")
+      .all(job.id) as Array<{ id: number; at: string }>;
+    expect(rows[1]!.id).toBe(rows[0]!.id + 1);
+    expect(h.jobs.listMedia(job.id).map((m) => m.kind)).toEqual(['source']);
+    const metrics = (await s.metrics.render()).body;
+    expect(metrics).toMatch(/dubgate_stage_events_total\{[^}]*event="active",outcome="superseded"[^}]*\} 1/);
+    expect(metrics).toMatch(/dubgate_stage_duration_seconds_count\{[^}]*stage="download"[^}]*\} 1/);
+  });
+
   it('without dubbing: no DUBBING or DUBBED, no dub stage', async () => {
     h = await createHarness('full-nodub');
     const state = await h.subscribe('events:state');
