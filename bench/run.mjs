@@ -21,8 +21,8 @@ const ONLY = args.only ? new Set(args.only.split(',')) : null;
 const want = (w) => !ONLY || ONLY.has(w);
 const root = new URL('..', import.meta.url).pathname;
 const P = QUICK
-  ? { repeats: 3, ingestSeconds: 2, warmSeconds: 1, drainJobs: 600, fanClients: Number(process.env.BENCH_FAN_CLIENTS ?? 500), fanRate: Number(process.env.BENCH_FAN_RATE ?? 5000), fanSeconds: 3, connections: 2000, burstSeconds: 10, drainTimeout: 60 }
-  : { repeats: 5, ingestSeconds: 5, warmSeconds: 3, drainJobs: 30000, fanClients: 1000, fanRate: 25000, fanSeconds: 10, connections: 10000, burstSeconds: 60, drainTimeout: 600 };
+  ? { repeats: 3, ingestSeconds: 2, warmSeconds: 1, drainJobs: Number(process.env.BENCH_DRAIN_JOBS ?? 600), fanClients: Number(process.env.BENCH_FAN_CLIENTS ?? 500), fanRate: Number(process.env.BENCH_FAN_RATE ?? 5000), fanSeconds: 3, connections: 2000, burstSeconds: 10, drainTimeout: 60 }
+  : { repeats: 5, ingestSeconds: 5, warmSeconds: 3, drainJobs: Number(process.env.BENCH_DRAIN_JOBS ?? 30000), fanClients: 1000, fanRate: 25000, fanSeconds: 10, connections: 10000, burstSeconds: 60, drainTimeout: 600 };
 
 const requireFrom = (pkg) => createRequire(join(root, pkg, 'package.json'));
 const { Worker, Queue } = await import(pathToFileURL(requireFrom('apps/scheduler').resolve('bullmq')).href);
