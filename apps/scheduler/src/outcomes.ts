@@ -35,6 +35,18 @@ export interface OutcomeDeps {
   metrics: SchedulerMetrics;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void; debug(o: object, m?: string): void };
   clock?: () => number;
+  /** Where starts and completions read their job (default: SQLite each time); told of every write. */
+  jobCache?: JobCache;
+}
+
+/**
+ * Jobs as this scheduler last read or wrote them. A stale entry is harmless: transitions are
+ * compare-and-set on the state, and a refused one drops the entry.
+ */
+export interface JobCache {
+  get(id: string): Job | null;
+  remember(job: Job): void;
+  forget(id: string): void;
 }
 
 /** 'superseded': a start whose completion is in the same batch, applied with it. */
@@ -85,6 +97,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
   const activeSince = new Map<string, number>();
   const MAX_TRACKED_STARTS = 100_000;
   const { commit } = deps;
+  const cache: JobCache = deps.jobCache ?? { get: (id) => jobs.getJob(id), remember: () => {}, forget: () => {} };
 
   async function bullJob(stage: Stage, id: string): Promise<BullJobView | null> {
     const job = await deps.stageQueues.queues[stage].getJob(id);
@@ -118,6 +131,9 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
       return out;
     });
     const applied = results.filter((r) => r.ok);
+    const latest = results[results.length - 1]!;
+    if (latest.ok) cache.remember(latest.job);
+    else cache.forget(job.id);
     applied.forEach((_, i) => metrics.transitions.inc({ from: changes[i]!.from, to: changes[i]!.to }));
     // Deliver now (with the rows of other transitions of this tick); if Redis fails, the rows
     // stay pending and the drainer retries them.
@@ -147,7 +163,10 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     const change = startChange(job, stage, attempt);
     if (change === null) {
       // Count the attempt only for the stage that is due, never on a finished job.
-      if (attempt > job.attempt && nextStage(shapeOf(job)) === stage) jobs.setAttempt(job.id, attempt);
+      if (attempt > job.attempt && nextStage(shapeOf(job)) === stage) {
+        jobs.setAttempt(job.id, attempt);
+        cache.forget(job.id);
+      }
       return job;
     }
     return (await apply(job, [change])) ?? job;
@@ -168,12 +187,8 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     } catch {
       raw = undefined;
     }
-    if (!resultChecks[stage].Check(raw)) {
-      const errors = [...resultChecks[stage].Errors(raw)].slice(0, 3).map((x) => `${x.path} ${x.message}`);
-      return failed(job, stage, `PERMANENT: the ${stage} worker returned an invalid result (${errors.join('; ') || 'not JSON'})`, null);
-    }
     // The start was not applied (its event missed, or in the same batch and skipped): it goes in
-    // the same transaction, first.
+    // the same transaction, first, whatever the outcome.
     const changes: StateChange[] = [];
     if (job.status !== STAGE_STATES[stage].running) {
       const start = startChange(job, stage, Math.max(job.attempt, 1));
@@ -181,6 +196,10 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
         changes.push(start);
         job = { ...job, status: start.to, attempt: Math.max(job.attempt, 1), holdReason: null };
       }
+    }
+    if (!resultChecks[stage].Check(raw)) {
+      const errors = [...resultChecks[stage].Errors(raw)].slice(0, 3).map((x) => `${x.path} ${x.message}`);
+      return failed(job, stage, `PERMANENT: the ${stage} worker returned an invalid result (${errors.join('; ') || 'not JSON'})`, null, changes);
     }
     const to = transition(job, { kind: 'stage_completed', stage });
     if (to === null) return 'ignored';
@@ -224,7 +243,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     } else if (stage === 'dub') {
       const r = raw as DubResult;
       const source = jobs.listMedia(job.id).find((m) => m.kind === 'source');
-      if (!source) return failed(job, stage, 'PERMANENT: the downloaded media record is missing', null);
+      if (!source) return failed(job, stage, 'PERMANENT: the downloaded media record is missing', null, changes);
       recordMedia = () => {
         jobs.upsertMedia(job.id, 'dubbed_audio', { path: r.audioPath, language: r.language, durationSec: r.durationSec ?? null });
       };
@@ -262,7 +281,8 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     return 'applied';
   }
 
-  async function failed(job: Job, stage: Stage, reason: string, bull: BullJobView | null): Promise<OutcomeResult> {
+  /** `before`: transitions that go first in the same transaction (a start not applied yet). */
+  async function failed(job: Job, stage: Stage, reason: string, bull: BullJobView | null, before: readonly StateChange[] = []): Promise<OutcomeResult> {
     const to = transition(job, { kind: 'stage_failed', stage });
     if (to === null) return 'ignored';
     // BullMQ stores only err.message as failedReason, so an UnrecoverableError shows in the
@@ -274,7 +294,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     const message = reason.replace(PERMANENT_ERROR_PREFIX, '').trim().slice(0, 2000) || `${stage} failed`;
     const applied = await apply(
       job,
-      [{
+      [...before, {
         from: job.status,
         to,
         reason: `${stage} failed: ${message}`,
@@ -331,6 +351,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     if (recorded >= retried) return 'ignored';
     const failedAttempt = recorded + 1;
     metrics.retries.inc({ stage });
+    cache.forget(job.id);
     db.transaction(() => {
       jobs.setAttempt(job.id, Math.max(job.attempt, failedAttempt + 1));
       events.insertEvent(job.id, {
@@ -343,13 +364,26 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     return 'applied';
   }
 
+  /** When a stage job started (stream time of its 'active' event), for the duration metric. */
+  function noteStart(e: StageEvent): void {
+    activeSince.delete(e.jobId);
+    activeSince.set(e.jobId, streamIdTime(e.id));
+    if (activeSince.size > MAX_TRACKED_STARTS) activeSince.delete(activeSince.keys().next().value!);
+  }
+
   return async function handle(e: StageEvent, opts: HandleOptions = {}): Promise<OutcomeResult> {
     // Most of the stream is 'added', 'waiting', 'drained'...: skip those before touching SQLite.
     if (!HANDLED_EVENTS.has(e.event)) return 'ignored';
     if (e.event === 'waiting' && e.fields.prev !== 'active') return 'ignored';
     const parsed = parseStageJobId(e.jobId);
     if (!parsed || parsed.stage !== e.stage) return 'ignored';
-    const job = jobs.getJob(parsed.jobId);
+    if (e.event === 'active' && opts.superseded) {
+      noteStart(e);
+      return 'superseded';
+    }
+    // Starts and completions are the hot path: they may read the job the batch loaded. Failures,
+    // retries and stalls read it fresh.
+    const job = e.event === 'active' || e.event === 'completed' ? cache.get(parsed.jobId) : jobs.getJob(parsed.jobId);
     // Deleted, or a run from before a retry/resume: nothing to do...
     if (!job || job.generation !== parsed.generation) {
       // ...except that BullMQ must not run it again (a canceled run that failed, then retried).
@@ -362,10 +396,7 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
 
     switch (e.event) {
       case 'active': {
-        activeSince.delete(e.jobId);
-        activeSince.set(e.jobId, streamIdTime(e.id));
-        if (activeSince.size > MAX_TRACKED_STARTS) activeSince.delete(activeSince.keys().next().value!);
-        if (opts.superseded) return 'superseded';
+        noteStart(e);
         const bull = await bullJob(e.stage, e.jobId);
         const before = job.status;
         // BullMQ counts the start of this attempt in attemptsStarted.

@@ -16,6 +16,7 @@ import { parseStageJobId } from '@dubgate/contracts/stages';
 import { createLeaderLock, type LeaderLock } from './leader-lock.js';
 import { createStageEventReader, type StageEvent, type StageEventReader } from './stage-event-reader.js';
 import { createOutcomeHandler } from './outcomes.js';
+import { createBatchJobCache } from './batch-job-cache.js';
 import { createBackpressure, type FreeSpaceProbe } from './backpressure.js';
 import { createReconciler } from './reconciler.js';
 import { createSchedulerMetrics } from './metrics.js';
@@ -86,7 +87,8 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     logger: log,
     ownership: { redis: opts.redis.commands, ownerKey: keys.jobOwnerKey },
   });
-  const handle = createOutcomeHandler({ db, jobs, events, stageQueues, delivery, commit: (write) => groupCommit.run(write), metrics, log });
+  const jobCache = createBatchJobCache(jobs);
+  const handle = createOutcomeHandler({ db, jobs, events, stageQueues, delivery, commit: (write) => groupCommit.run(write), metrics, log, jobCache });
   const backpressure = createBackpressure({
     redis: opts.redis.commands,
     holdKey: keys.downloadsHeldKey,
@@ -132,6 +134,8 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       else byJob.set(key, [e]);
     }
     const groups = [...byJob.values()];
+    // The jobs that starts and completions will read (most entries are 'added', 'waiting'...).
+    jobCache.load([...byJob].filter(([, list]) => list.some((e) => e.event === 'active' || e.event === 'completed')).map(([id]) => id));
     let next = 0;
     async function lane() {
       // A scheduler that lost the lock stops at once; its successor reads these events again.
@@ -149,7 +153,11 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
         }
       }
     }
-    await Promise.all(Array.from({ length: Math.min(concurrency, groups.length) }, lane));
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, groups.length) }, lane));
+    } finally {
+      jobCache.clear();
+    }
   }
 
   async function eventLoop() {

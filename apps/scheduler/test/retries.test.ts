@@ -190,4 +190,18 @@ describe('permanent errors', () => {
     expect(h.jobs.listMedia(job.id)).toEqual([]);
     expect(h.transitions(job.id)).toEqual(['QUEUED>DOWNLOADING', 'DOWNLOADING>FAILED']);
   });
+
+  it('an invalid result read in the same batch as its start still records that a worker took the stage', async () => {
+    h = await createHarness('bad-result-one-batch');
+    const created = await h.createJob();
+    const worker = h.worker('download', async () => ({ mediaPath: '/etc/passwd', sizeBytes: -1 }));
+    await new Promise((resolve) => worker.once('completed', resolve));
+    await worker.close();
+    const s = h.scheduler();
+    s.scheduler.start();
+    const job = await h.waitForState(created.id, 'FAILED');
+    expect(job.error?.code).toBe('STAGE_FAILED_PERMANENTLY');
+    expect(h.transitions(job.id)).toEqual(['QUEUED>DOWNLOADING', 'DOWNLOADING>FAILED']);
+    expect((await s.metrics.render()).body).toMatch(/dubgate_stage_events_total\{[^}]*event="active",outcome="superseded"[^}]*\} 1/);
+  });
 });

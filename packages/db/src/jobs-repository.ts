@@ -107,6 +107,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
 
   const s = {
     byId: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?'),
+    byIds: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?))'),
     owner: db.prepare<[string], string>('SELECT owner_id FROM jobs WHERE id = ?').pluck(),
     state: db.prepare<[string], string>('SELECT state FROM jobs WHERE id = ?').pluck(),
     checkpoint: db.prepare<[string], string | null>('SELECT checkpoint FROM jobs WHERE id = ?').pluck(),
@@ -380,6 +381,11 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
     getJob(id: string): Job | null {
       const row = s.byId.get(id);
       return row ? toJob(row) : null;
+    },
+
+    /** Several jobs in one statement (one read snapshot), in no particular order; missing ids are left out. */
+    getJobs(ids: readonly string[]): Job[] {
+      return ids.length === 0 ? [] : s.byIds.all(JSON.stringify(ids)).map(toJob);
     },
 
     getJobOwner(id: string): string | null {
