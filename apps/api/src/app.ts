@@ -18,7 +18,7 @@ import { createEventPublisher } from '@dubgate/queues/publisher';
 import { createOutboxDelivery } from '@dubgate/queues/outbox-delivery';
 import { gatewayKeys } from '@dubgate/queues/names';
 import { SESSION_REVOKED_CHANNEL, USER_DISABLED_CHANNEL } from '@dubgate/contracts/auth';
-import { createMetrics, type Metrics } from '@dubgate/runtime/metrics';
+import { createMetrics, groupCommitMetrics, type Metrics } from '@dubgate/runtime/metrics';
 import { loggerOptions } from '@dubgate/runtime/logger';
 import type { ApiConfig } from './config.js';
 import errorsPlugin from './plugins/errors.js';
@@ -162,7 +162,7 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     logger: app.log,
   });
   const publisher = createEventPublisher(redis);
-  const commits = createGroupCommit(db);
+  const commits = createGroupCommit(db, { onCommit: groupCommitMetrics(metrics) });
   groupCommit = commits;
   const delivery = createOutboxDelivery({
     store: groupCommittedOutbox(repos.outbox, commits),

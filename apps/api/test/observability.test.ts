@@ -82,6 +82,15 @@ describe('GET /metrics', () => {
     for (const queue of ['download', 'dub', 'mux']) expect(text).toContain(`queue="${queue}"`);
   });
 
+  it('measures the SQLite group commits: writes per transaction and their time', () => {
+    const [writes] = lines('sqlite_commit_writes_count');
+    const [sum] = lines('sqlite_commit_writes_sum');
+    expect(Number(writes!.split(' ').pop())).toBeGreaterThanOrEqual(1);
+    // At least the created job's insert, in some commit.
+    expect(Number(sum!.split(' ').pop())).toBeGreaterThanOrEqual(1);
+    expect(Number(lines('sqlite_commit_seconds_count')[0]!.split(' ').pop())).toBe(Number(writes!.split(' ').pop()));
+  });
+
   it('reports free bytes under MEDIA_ROOT', () => {
     const [line] = lines('media_root_free_bytes');
     expect(line).toBeDefined();

@@ -10,7 +10,7 @@ import { createStageQueues, type StageQueues } from '@dubgate/queues/stage-queue
 import { createEventPublisher } from '@dubgate/queues/publisher';
 import { createOutboxDelivery, type OutboxItem } from '@dubgate/queues/outbox-delivery';
 import { gatewayKeys } from '@dubgate/queues/names';
-import type { Metrics } from '@dubgate/runtime/metrics';
+import { groupCommitMetrics, type Metrics } from '@dubgate/runtime/metrics';
 import { nextStage, type Stage } from '@dubgate/contracts/states';
 import { parseStageJobId } from '@dubgate/contracts/stages';
 import { createLeaderLock, type LeaderLock } from './leader-lock.js';
@@ -78,7 +78,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     logger: log,
   });
   const publisher = createEventPublisher(opts.redis.commands);
-  const groupCommit = createGroupCommit(db);
+  const groupCommit = createGroupCommit(db, { onCommit: groupCommitMetrics(opts.metrics) });
   const delivery = createOutboxDelivery({
     store: groupCommittedOutbox(outbox, groupCommit),
     stageQueues,

@@ -130,3 +130,25 @@ export function createMetrics({ service, prefix = 'dubgate_', defaultMetrics = t
 export const DURATION_BUCKETS_SECONDS: readonly number[] = Object.freeze([
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600,
 ]);
+
+/**
+ * Metrics of a SQLite group commit (db's createGroupCommit `onCommit`): how many writes shared
+ * each transaction and how long it held the write lock. Small batches under load mean the
+ * process pays a COMMIT per request.
+ */
+export function groupCommitMetrics(metrics: Metrics): (writes: number, ms: number) => void {
+  const writes = metrics.histogram({
+    name: 'sqlite_commit_writes',
+    help: 'Writes that shared one SQLite transaction (group commit)',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+  });
+  const seconds = metrics.histogram({
+    name: 'sqlite_commit_seconds',
+    help: 'Time of one group-commit SQLite transaction, BEGIN to COMMIT',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+  });
+  return (n, ms) => {
+    writes.observe(n);
+    seconds.observe(ms / 1000);
+  };
+}
