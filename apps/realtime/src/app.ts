@@ -24,6 +24,7 @@ import {
   type WsError,
 } from '@dubgate/contracts/ws';
 import { SESSION_REVOKED_CHANNEL, USER_DISABLED_CHANNEL } from '@dubgate/contracts/auth';
+import { fanoutChannel, parseFanoutMessage } from '@dubgate/queues/fanout';
 import { ERROR_CODES, type ErrorCode } from '@dubgate/contracts/errors';
 import { createRedisConnection, closeRedis, pingWithTimeout, waitForReady } from '@dubgate/queues/connections';
 import { gatewayKeys } from '@dubgate/queues/names';
@@ -589,8 +590,43 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
   // ---------------------------------------------------------------------------------------------
   // Revocations: the api publishes the session id on logout and the user id when disabling.
 
+  // ---------------------------------------------------------------------------------------------
+  // The relay's events: batches on the fan-out channel, each event emitted to this node's sockets
+  // in its rooms (other nodes get the same batch). Refused batches are counted and dropped.
+
+  const fanout = fanoutChannel(config.REALTIME_ADAPTER_KEY);
+  let lastFanoutWarning = 0;
+  function deliverFanout(message: string): void {
+    const parsed = parseFanoutMessage(message);
+    if (!parsed.ok) {
+      rt.broadcastsMalformed.inc();
+      // At most one line a second: a flood of bad messages must not become a flood of logs.
+      if (Date.now() - lastFanoutWarning >= 1_000) {
+        lastFanoutWarning = Date.now();
+        logger.warn({ reason: parsed.reason, channel: fanout }, 'dropped a malformed fan-out message');
+      }
+      return;
+    }
+    const localRooms = server.of('/').adapter.rooms;
+    for (const e of parsed.events) {
+      let recipients = 0;
+      if (e.rooms.length === 1) recipients = localRooms.get(e.rooms[0]!)?.size ?? 0;
+      else {
+        const ids = new Set<string>();
+        for (const room of e.rooms) for (const id of localRooms.get(room) ?? []) ids.add(id);
+        recipients = ids.size;
+      }
+      if (recipients === 0) continue;
+      // local: this node's sockets only; the adapter must not send it on to the other nodes.
+      (server.local.to(e.rooms) as unknown as { emit(event: string, payload: unknown): boolean }).emit(e.event, e.payload);
+      rt.delivered(e.event, recipients, e.payload);
+    }
+  }
+
   redis.subscriber.on('message', (channel: string, message: string) => {
-    if (channel === SESSION_REVOKED_CHANNEL) {
+    if (channel === fanout) {
+      deliverFanout(message);
+    } else if (channel === SESSION_REVOKED_CHANNEL) {
       for (const socket of registry.bySession(message)) revoke(socket, new AuthError('SESSION_REVOKED'));
     } else if (channel === USER_DISABLED_CHANNEL) {
       for (const socket of registry.byUser(message)) revoke(socket, new AuthError('USER_DISABLED'));
@@ -632,7 +668,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
     await Promise.race([
       Promise.all([
         waitForReady(redis.producer, 5_000),
-        redis.subscriber.subscribe(SESSION_REVOKED_CHANNEL, USER_DISABLED_CHANNEL),
+        redis.subscriber.subscribe(SESSION_REVOKED_CHANNEL, USER_DISABLED_CHANNEL, fanout),
         redis.adapterSub.ping(),
       ]),
       new Promise<never>((_, reject) => {

@@ -271,13 +271,74 @@ describe('delivery', () => {
       env.emitter.to(rooms.job(jobId)).emit('progress', { jobId, type: 'dub', percent: seq * 5, speed: null, eta: null, stage: `cue ${seq}/20`, seq });
     }
     await waitFor(() => a.length === 20 && b.length === 20, 3_000, 'both clients got 20 events');
-    // In order, on both.
+    await sleep(100);
+    // In order, on both, each once: a node emits a fan-out batch to its own sockets only.
     expect(a.map((e) => (e.payload as { seq: number }).seq)).toEqual([...Array(20).keys()]);
     expect(b).toEqual(a);
-    await sleep(50);
     expect(seenByStranger).toEqual([]);
     expect(metricValue(await metricsOf(node), 'dubgate_realtime_events_delivered_total', { event: 'progress' })).toBe(20);
     expect(metricValue(await metricsOf(second), 'dubgate_realtime_events_delivered_total', { event: 'progress' })).toBe(20);
+  });
+
+  it('a batch of the relay, mixing events and rooms, is delivered in order to each room', async () => {
+    const user = makeUser();
+    const other = makeUser();
+    const jobId = `j-${rand()}`;
+    await env.setOwner(jobId, user.id);
+    const socket = await login(node, user);
+    const bystander = await login(node, other);
+    await subscribe(socket, [jobId]);
+    const got = record(socket);
+    const seenByOther = record(bystander);
+    const now = new Date().toISOString();
+    // One turn of the event loop: one Redis message.
+    env.emitter.to(rooms.job(jobId)).emit('progress', { jobId, type: 'download', percent: 10, speed: null, eta: null, stage: null, timestamp: now });
+    env.emitter.to([rooms.job(jobId), rooms.user(user.id), rooms.admins]).emit('state_change', { jobId, from: 'DOWNLOADING', to: 'DOWNLOADED', timestamp: now, eventId: 7 });
+    env.emitter.to(rooms.user(other.id)).emit('job_removed', { jobId: 'theirs' });
+    env.emitter.to(rooms.job(jobId)).emit('log', { jobId, level: 'info', message: 'next', timestamp: now, eventId: 8 });
+    await waitFor(() => got.length === 3 && seenByOther.length === 1, 3_000, 'the batch delivered');
+    await sleep(50);
+    // The socket is in the job room and its user room: the state change arrives once.
+    expect(got.map((e) => e.event)).toEqual(['progress', 'state_change', 'log']);
+    expect(seenByOther).toEqual([{ event: 'job_removed', payload: { jobId: 'theirs' } }]);
+  });
+
+  it('broadcasts on the adapter channels (another node, another emitter) still reach the room', async () => {
+    const user = makeUser();
+    await env.setOwner('via-adapter', user.id);
+    const socket = await login(node, user);
+    await subscribe(socket, ['via-adapter']);
+    env.adapterEmitter.to(rooms.job('via-adapter')).emit('job_removed', { jobId: 'via-adapter' });
+    expect(await nextEvent(socket, 'job_removed')).toEqual({ jobId: 'via-adapter' });
+    expect(metricValue(await metricsOf(node), 'dubgate_realtime_events_delivered_total', { event: 'job_removed' })).toBe(1);
+  });
+
+  it('refuses malformed fan-out messages whole, counts them, and keeps delivering', async () => {
+    const user = makeUser();
+    await env.setOwner('fan', user.id);
+    const socket = await login(node, user);
+    await subscribe(socket, ['fan']);
+    const got = record(socket);
+    const room = rooms.job('fan');
+    const ok = { rooms: [room], event: 'job_removed', payload: { jobId: 'fan' } };
+    const bad = [
+      'not json',
+      JSON.stringify({ v: 2, events: [ok] }),
+      JSON.stringify({ v: 1, events: [] }),
+      JSON.stringify({ v: 1, events: [{ ...ok, event: 'connect' }] }), // reserved, not a server event
+      JSON.stringify({ v: 1, events: [{ ...ok, rooms: [] }] }), // empty rooms would mean everyone
+      JSON.stringify({ v: 1, events: [ok, { ...ok, payload: 'text' }] }), // one bad event: the batch goes
+      JSON.stringify({ v: 1, events: [{ ...ok, extra: true }] }),
+      JSON.stringify({ v: 1, events: [ok], pad: 'x'.repeat(1024 * 1024) }),
+    ];
+    const before = metricValue(await metricsOf(node), 'dubgate_realtime_broadcasts_malformed_total');
+    for (const message of bad) await env.redis.publish(env.fanoutChannel, message);
+    await env.redis.publish(env.fanoutChannel, JSON.stringify({ v: 1, events: [ok] }));
+    expect(await nextEvent(socket, 'job_removed')).toEqual({ jobId: 'fan' });
+    await sleep(50);
+    expect(got).toEqual([{ event: 'job_removed', payload: { jobId: 'fan' } }]);
+    expect(metricValue(await metricsOf(node), 'dubgate_realtime_broadcasts_malformed_total') - before).toBe(bad.length);
+    expect(socket.connected).toBe(true);
   });
 
   it('a node ignores broadcasts on another adapter key prefix, and survives garbage on its own channel', async () => {

@@ -1,7 +1,8 @@
 /**
  * Test harness for realtime nodes: each test gets its own gateway key prefix and adapter channel
  * prefix on the Redis at REDIS_URL, nodes on port 0, the official socket.io-client, the relay's
- * @socket.io/redis-emitter, hand-signed JWTs, and cleanup of all of it (afterEach: `env.cleanup()`).
+ * fan-out publisher (and an @socket.io/redis-emitter on the adapter channels), hand-signed JWTs,
+ * and cleanup of all of it (afterEach: `env.cleanup()`).
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -9,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { io as ioClient, type Socket as ClientSocket, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import { Emitter } from '@socket.io/redis-emitter';
+import { createFanoutPublisher } from '@dubgate/queues/fanout';
 import type { ClientToServerEvents, ServerToClientEvents } from '@dubgate/contracts/ws';
 import { createLogger } from '@dubgate/runtime/logger';
 import { loadRealtimeConfig, type RealtimeConfig } from '../src/config.js';
@@ -88,13 +90,21 @@ export interface TestNode {
   close(): Promise<void>;
 }
 
+export interface RelaySide {
+  to(room: string | readonly string[]): { emit<E extends keyof ServerToClientEvents>(event: E, payload: Parameters<ServerToClientEvents[E]>[0]): boolean };
+}
+
 export interface TestEnv {
   gatewayKeyPrefix: string;
   adapterKey: string;
   /** A plain Redis client for setup and assertions. */
   redis: Redis;
-  /** The relay's side: an emitter on the same adapter channel prefix. */
-  emitter: Emitter<ServerToClientEvents>;
+  /** The relay's side: its fan-out batches for this adapter key, behind the emitter's `to(rooms).emit` shape. */
+  emitter: RelaySide;
+  /** Another emitter on the adapter's own channels (node-to-node broadcasts use these). */
+  adapterEmitter: Emitter<ServerToClientEvents>;
+  /** The fan-out channel the nodes of this env read. */
+  fanoutChannel: string;
   /** A node on port 0; `redis` connections given are the test's to close. */
   startNode(env?: Record<string, string>, redis?: Partial<RealtimeRedis>): Promise<TestNode>;
   connect(url: string, opts?: Partial<ManagerOptions & SocketOptions>): Client;
@@ -137,7 +147,11 @@ export function createTestEnv(name = 'rt'): TestEnv {
   const adapterKey = `sio-${tag}`;
   const redis = new Redis(redisUrl(), { maxRetriesPerRequest: 1 });
   const emitterRedis = new Redis(redisUrl(), { maxRetriesPerRequest: 1 });
-  const emitter = new Emitter<ServerToClientEvents>(emitterRedis, { key: adapterKey });
+  const adapterEmitter = new Emitter<ServerToClientEvents>(emitterRedis, { key: adapterKey });
+  const fanout = createFanoutPublisher(emitterRedis, { key: adapterKey });
+  const emitter: RelaySide = {
+    to: (room) => ({ emit: (event, payload) => fanout.emit(typeof room === 'string' ? [room] : room, event, payload) }),
+  };
   const nodes: TestNode[] = [];
   const clients: Client[] = [];
 
@@ -146,6 +160,8 @@ export function createTestEnv(name = 'rt'): TestEnv {
     adapterKey,
     redis,
     emitter,
+    adapterEmitter,
+    fanoutChannel: fanout.channel,
     async startNode(env = {}, injected) {
       const config: RealtimeConfig = { ...nodeConfig({ REALTIME_ADAPTER_KEY: adapterKey, ...env }), gatewayKeyPrefix };
       const server = await createRealtimeServer({ config, logger, ...(injected ? { redis: injected } : {}) });

@@ -25,7 +25,7 @@ export function createRelayMetrics(metrics: Metrics) {
     }),
     emitFailures: metrics.counter({
       name: 'relay_emit_failures_total',
-      help: 'Emitter publishes that Redis refused or that failed to encode',
+      help: 'Events not handed to the realtime nodes: their fan-out publish failed, or they could not be encoded',
     }),
     coalesced: metrics.counter({
       name: 'relay_progress_coalesced_total',
@@ -47,6 +47,12 @@ export function createRelayMetrics(metrics: Metrics) {
       name: 'relay_flush_failures_total',
       help: 'SQLite writes that failed (retried on the next tick), by kind',
       labelNames: ['kind'],
+    }),
+    lag: metrics.histogram({
+      name: 'relay_event_lag_seconds',
+      help: 'Time from a message timestamp (its publisher clock) to its receipt by the relay, by channel: a growing lag means the relay falls behind',
+      labelNames: ['channel'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
     }),
     pending: metrics.gauge({
       name: 'relay_pending_events',

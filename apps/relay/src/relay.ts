@@ -19,7 +19,7 @@ import { createEventSubscriber, type EventSubscriber, type SubscriberEvent } fro
 import type { Metrics } from '@dubgate/runtime/metrics';
 import { createRelayMetrics, type RelayMetrics } from './metrics.js';
 import { createProgressCoalescer, type ProgressCoalescer } from './progress-coalescer.js';
-import { createRoomEmitter, type RoomEmitter } from './room-emitter.js';
+import { createFanoutPublisher, type FanoutPublisher } from '@dubgate/queues/fanout';
 
 /** What the relay writes; tests wrap these to count transactions. */
 export interface RelayRepositories {
@@ -37,14 +37,14 @@ export interface RelayLogger {
 }
 
 export interface RelayDeps {
-  /** Connections with one role each: 'subscriber' (Pub/Sub, events:*) and 'publisher' (the emitter). */
+  /** Connections with one role each: 'subscriber' (Pub/Sub, events:*) and 'publisher' (the fan-out). */
   redis: { subscriber: Redis; publisher: Redis };
   db: Database;
   /** Override the writes (default: repositories on `db`). */
   repositories?: Partial<RelayRepositories>;
   metrics: Metrics;
   log: RelayLogger;
-  /** Socket.IO redis-adapter key prefix of the realtime nodes. Default "socket.io". */
+  /** Socket.IO redis-adapter key of the realtime nodes (names the fan-out channel). Default "socket.io". */
   socketIoKey?: string;
   /** Progress updates per second per job that reach clients. Default 4. */
   progressPerSecond?: number;
@@ -75,7 +75,8 @@ export interface Relay {
   stop(): Promise<void>;
   /** Runs one tick now (tests). */
   flushNow(): void;
-  readonly emitter: RoomEmitter;
+  /** What reaches the realtime nodes: batches of room events (see @dubgate/queues/fanout). */
+  readonly emitter: FanoutPublisher;
   readonly metrics: RelayMetrics;
   /** Logs and errors not yet written. */
   readonly pendingEvents: number;
@@ -99,9 +100,16 @@ interface DirectItem {
 type Outbound = StoredItem | DirectItem;
 
 interface SnapshotEntry {
-  progress: ProgressSnapshot;
+  /** The latest update and when it arrived; made into a ProgressSnapshot only when written. */
+  latest: ProgressMessage['payload'];
+  receivedAt: Date;
   dirty: boolean;
   writtenAt: number;
+}
+
+function toSnapshot(s: SnapshotEntry): ProgressSnapshot {
+  const p = s.latest;
+  return { stage: p.stage, percent: p.percent, speed: p.speed ?? null, eta: p.eta ?? null, step: p.step ?? null, updatedAt: s.receivedAt.toISOString() };
 }
 
 export function createRelay(deps: RelayDeps): Relay {
@@ -122,12 +130,12 @@ export function createRelay(deps: RelayDeps): Relay {
     updateProgressMany: deps.repositories?.updateProgressMany ?? ((b) => jobsRepo!.updateProgressMany(b)),
   };
 
-  const emitter = createRoomEmitter(deps.redis.publisher, {
+  const emitter = createFanoutPublisher(deps.redis.publisher, {
     ...(deps.socketIoKey !== undefined ? { key: deps.socketIoKey } : {}),
     onEmitted: (event) => m.emitted.inc({ event }),
-    onError: (err, event) => {
-      m.emitFailures.inc();
-      log.warn({ err, event }, 'emit failed');
+    onError: (err, events) => {
+      m.emitFailures.inc(events);
+      log.warn({ err, events }, 'fan-out publish failed; those events are lost (Pub/Sub is at most once)');
     },
   });
 
@@ -162,21 +170,13 @@ export function createRelay(deps: RelayDeps): Relay {
   const snapshots = new Map<string, SnapshotEntry>();
 
   function onProgress(msg: ProgressMessage) {
-    const p = msg.payload;
-    const progress: ProgressSnapshot = {
-      stage: p.stage,
-      percent: p.percent,
-      speed: p.speed ?? null,
-      eta: p.eta ?? null,
-      step: p.step ?? null,
-      updatedAt: clock().toISOString(),
-    };
     const s = snapshots.get(msg.jobId);
     if (s) {
-      s.progress = progress;
+      s.latest = msg.payload;
+      s.receivedAt = clock();
       s.dirty = true;
     } else {
-      snapshots.set(msg.jobId, { progress, dirty: true, writtenAt: Number.NEGATIVE_INFINITY });
+      snapshots.set(msg.jobId, { latest: msg.payload, receivedAt: clock(), dirty: true, writtenAt: Number.NEGATIVE_INFINITY });
     }
     coalescer.push(msg);
   }
@@ -187,7 +187,7 @@ export function createRelay(deps: RelayDeps): Relay {
     const taken: SnapshotEntry[] = [];
     for (const [jobId, s] of snapshots) {
       if (s.dirty && (force || t - s.writtenAt >= snapshotIntervalMs)) {
-        batch.push({ jobId, progress: s.progress });
+        batch.push({ jobId, progress: toSnapshot(s) });
         taken.push(s);
       } else if (!s.dirty && t - s.writtenAt >= snapshotIntervalMs) {
         snapshots.delete(jobId);
@@ -421,6 +421,9 @@ export function createRelay(deps: RelayDeps): Relay {
 
   function onMessage(event: SubscriberEvent<EventChannel>) {
     m.messages.inc({ channel: event.channel });
+    const sent = Date.parse(event.message.timestamp);
+    // Clocks of other hosts may run a little ahead: that counts as no lag.
+    if (Number.isFinite(sent)) m.lag.observe({ channel: event.channel }, Math.max(0, Date.now() - sent) / 1000);
     if (stopping) return;
     switch (event.channel) {
       case 'events:progress':
@@ -493,7 +496,7 @@ export function createRelay(deps: RelayDeps): Relay {
       tickTimer = setInterval(tick, flushIntervalMs);
       tickTimer.unref?.();
       await subscriber.ready;
-      log.info({ channels: subscriber.channels, key: emitter.key, flushIntervalMs }, 'relay subscribed');
+      log.info({ channels: subscriber.channels, fanout: emitter.channel, flushIntervalMs }, 'relay subscribed');
     },
     stop() {
       stopPromise ??= (async () => {

@@ -154,6 +154,9 @@ describe('relay: each channel reaches the right room as the right event', () => 
     expect(await h.metricValue('dubgate_relay_events_emitted_total', { event: 'log' })).toBe(1);
     expect(await h.metricValue('dubgate_relay_events_emitted_total', { event: 'job_added' })).toBe(1);
     expect(await h.metricValue('dubgate_relay_messages_total', { channel: 'events:state' })).toBe(3);
+    // Every message's lag from its timestamp, by channel: here all fresh.
+    expect(await h.metricValue('dubgate_relay_event_lag_seconds', { channel: 'events:state' }, '_count')).toBe(3);
+    expect(await h.metricValue('dubgate_relay_event_lag_seconds', { channel: 'events:state' }, '_sum')).toBeLessThan(3);
   });
 
   it('sends job_added and notifications only to the rooms of the users who may see them', async () => {

@@ -1,8 +1,9 @@
 /**
  * Test harness for the relay: a temp SQLite file, a relay on the Redis at REDIS_URL with its own
- * Socket.IO key prefix, and (since realtime nodes are built elsewhere) a bare Socket.IO server with
- * @socket.io/redis-adapter on the same prefix, where clients join rooms directly through a
- * test-only `join` event. Clients are the official socket.io-client.
+ * Socket.IO key prefix, and (since realtime nodes are built elsewhere) a bare Socket.IO server that
+ * does what a realtime node does with the relay's fan-out batches (@dubgate/queues/fanout): emit
+ * each event to its rooms. Clients join rooms directly through a test-only `join` event. Clients
+ * are the official socket.io-client.
  */
 import { afterAll, beforeAll } from 'vitest';
 import { randomBytes } from 'node:crypto';
@@ -13,8 +14,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
-import { createAdapter } from '@socket.io/redis-adapter';
-import { Emitter } from '@socket.io/redis-emitter';
 import { io as connectClient, type Socket as ClientSocket } from 'socket.io-client';
 import { openDatabase, closeDatabase, type Database } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
@@ -22,6 +21,7 @@ import { createEventsRepository } from '@dubgate/db/events';
 import { createAuthRepository } from '@dubgate/db/auth';
 import { createRedisConnection, closeRedis } from '@dubgate/queues/connections';
 import { createEventPublisher } from '@dubgate/queues/publisher';
+import { fanoutChannel, parseFanoutMessage } from '@dubgate/queues/fanout';
 import type { ChannelMessages, EventChannel, ProgressMessage } from '@dubgate/contracts/events';
 import type { JobState } from '@dubgate/contracts/states';
 import { createMetrics, type Metrics } from '@dubgate/runtime/metrics';
@@ -69,12 +69,22 @@ export interface TestClient {
   close(): void;
 }
 
-/** A bare Socket.IO node on the redis-adapter with prefix `key`; clients join rooms with a test-only event. */
+/**
+ * A bare Socket.IO node fed by the relay's fan-out channel for adapter key `key`; clients join
+ * rooms with a test-only event. Counts the fan-out messages it refused.
+ */
 export async function startSocketNode(key: string) {
-  const pub = new Redis(redisUrl(), { lazyConnect: false });
-  const sub = pub.duplicate();
+  const sub = new Redis(redisUrl(), { lazyConnect: false });
   const http: HttpServer = createServer();
-  const io = new Server(http, { adapter: createAdapter(pub, sub, { key }) });
+  const io = new Server(http);
+  const refused: string[] = [];
+  sub.on('message', (_channel: string, message: string) => {
+    const parsed = parseFanoutMessage(message);
+    if (!parsed.ok) return void refused.push(parsed.reason);
+    for (const e of parsed.events) (io.to(e.rooms) as unknown as { emit(ev: string, p: unknown): void }).emit(e.event, e.payload);
+  });
+  // Resolves once Redis confirmed the subscription: nothing published after it is missed.
+  await sub.subscribe(fanoutChannel(key));
   io.on('connection', (socket) => {
     socket.on('join', (list: string[], ack?: () => void) => {
       socket.join(list);
@@ -112,30 +122,15 @@ export async function startSocketNode(key: string) {
     return c;
   }
 
-  // The adapter subscribes asynchronously: emit probes from an emitter until one arrives.
-  const probeRedis = new Redis(redisUrl());
-  const probe = await client(['probe-room']);
-  const emitter = new Emitter(probeRedis, { key });
-  await waitFor(
-    () => {
-      emitter.to('probe-room').emit('probe', 1);
-      return probe.received.some((r) => r.event === 'probe');
-    },
-    5_000,
-    'socket.io adapter subscribed',
-    25,
-  );
-  probe.close();
-  await probeRedis.quit();
-
   return {
     io,
     url,
     client,
+    refused,
     async close() {
       for (const c of clients) c.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
-      await Promise.all([pub.quit().catch(() => {}), sub.quit().catch(() => {})]);
+      await sub.quit().catch(() => {});
     },
   };
 }
