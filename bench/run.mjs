@@ -54,6 +54,16 @@ function figure(workload, name, unit, ours, baseline, goal, note) {
 }
 const notes = [];
 
+/** User + system CPU of a process so far, in ms (Linux /proc; NaN elsewhere). */
+function cpuMsOf(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ
+  } catch {
+    return NaN;
+  }
+}
+
 function parseMetric(text, name) {
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
   return m ? Number(m[1]) : null;
@@ -302,16 +312,17 @@ async function startRealtimeStack({ dir, cleanups, redisUrl, relay = true, env =
   // BENCH_PROFILE_DIR=/path: relay and realtime run under --cpu-prof (profiles written at exit).
   const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : [];
   let relayPort;
+  let relayChild;
   if (relay) {
     relayPort = await freePort();
-    await startProcess(join(root, 'apps/relay/dist/server.js'), { env: { ...common, RELAY_PORT: String(relayPort) }, cleanups, nodeArgs: profile });
+    ({ child: relayChild } = await startProcess(join(root, 'apps/relay/dist/server.js'), { env: { ...common, RELAY_PORT: String(relayPort) }, cleanups, nodeArgs: profile }));
   }
   const rtPort = await freePort();
   const rt = await forkServer(join(root, 'apps/realtime/dist/server.js'), { env: { ...common, REALTIME_PORT: String(rtPort) }, cleanups, execArgv: [...execArgv, ...profile] });
   if (relay) await waitForHttp(`http://127.0.0.1:${relayPort}/healthz`);
   await waitForHttp(`http://127.0.0.1:${rtPort}/healthz`);
   const bare = await forkServer(join(root, 'bench/lib/bare-socketio-server.mjs'), { env: { ...process.env, REDIS_URL: redisUrl, BARE_CHANNEL: 'bench:bare-progress' }, cleanups, execArgv, portFromStdout: true });
-  return { rtPort, relayPort, barePort: bare.port, rtChild: rt.child, bareChild: bare.child };
+  return { rtPort, relayPort, barePort: bare.port, rtChild: rt.child, bareChild: bare.child, relayChild };
 }
 
 async function fanout() {
@@ -325,7 +336,9 @@ async function fanout() {
     const pipe = redis.pipeline();
     for (const id of jobIds) pipe.set(`gw:job-owner:${id}`, userId);
     await pipe.exec();
-    const { rtPort, barePort } = await startRealtimeStack({ dir, cleanups, redisUrl, env: { RELAY_PROGRESS_PER_SECOND: '1000' } });
+    const { rtPort, barePort, rtChild, bareChild, relayChild } = await startRealtimeStack({ dir, cleanups, redisUrl, env: { RELAY_PROGRESS_PER_SECOND: '1000' } });
+    // CPU of the serving processes per delivered message, from /proc (Linux): where the time goes.
+    const servers = { ours: { relay: relayChild, realtime: rtChild }, baseline: { bare: bareChild } };
     // One set of client processes per target, connected once and kept for every round; each round
     // publishes to that target's channel only (the relay reads events:progress, the bare server
     // bench:bare-progress), so the idle set costs only idle sockets.
@@ -348,6 +361,7 @@ async function fanout() {
     log(`  ${clients} clients ×2 connected and subscribed in ${(performance.now() - t0).toFixed(0)} ms`);
     async function round(k, secs) {
       const { children, channel, seq } = sets[k];
+      const cpuBefore = Object.fromEntries(Object.entries(servers[k]).map(([name, c]) => [name, cpuMsOf(c.pid)]));
       const { sent, elapsedSeconds: elapsed } = await publishProgressAtRate({ redis, channel, jobIds, seq, rate, seconds: secs });
       // Tail: wait until every message arrived or nothing more arrives for 1 s (at most 30 s), so
       // a backlog never spills into the next round.
@@ -365,7 +379,8 @@ async function fanout() {
       const reports = await Promise.all(children.map((c) => new Promise((resolve) => { c.once('message', resolve); c.send({ report: true, keep: true }); })));
       const lags = reports.flatMap((r) => r.lags).sort((a, b) => a - b);
       const received = reports.reduce((a, r) => a + r.received, 0);
-      return { sent, received, rate: received / elapsed, gaps: reports.reduce((a, r) => a + r.gaps, 0), p50: quantile(lags, 0.5), p99: quantile(lags, 0.99), max: lags.at(-1) };
+      const cpuUsPerMessage = Object.fromEntries(Object.entries(servers[k]).map(([name, c]) => [name, ((cpuMsOf(c.pid) - cpuBefore[name]) * 1000) / Math.max(1, received)]));
+      return { sent, received, rate: received / elapsed, gaps: reports.reduce((a, r) => a + r.gaps, 0), p50: quantile(lags, 0.5), p99: quantile(lags, 0.99), max: lags.at(-1), cpuUsPerMessage };
     }
     await round('ours', 1); await round('baseline', 1); // warm-up
     const res = { ours: [], baseline: [] };
@@ -373,7 +388,8 @@ async function fanout() {
       for (const k of ['ours', 'baseline']) {
         const r = await round(k, seconds);
         res[k].push(r);
-        log(`  fan-out round ${i + 1} ${k.padEnd(8)} delivered ${r.received}/${r.sent} (${r.rate.toFixed(0)}/s) p50 ${r.p50} p99 ${r.p99} max ${r.max} ms gaps ${r.gaps}`);
+        const cpu = Object.entries(r.cpuUsPerMessage).map(([n, us]) => `${n} ${us.toFixed(1)}`).join(', ');
+        log(`  fan-out round ${i + 1} ${k.padEnd(8)} delivered ${r.received}/${r.sent} (${r.rate.toFixed(0)}/s) p50 ${r.p50} p99 ${r.p99} max ${r.max} ms gaps ${r.gaps}; CPU µs/message: ${cpu}`);
       }
     }
     for (const set of Object.values(sets)) for (const c of set.children) c.send({ report: true });
@@ -382,6 +398,8 @@ async function fanout() {
     figure('fan-out', 'delivered / published', '%', g('ours', (r) => (100 * r.received) / r.sent), g('baseline', (r) => (100 * r.received) / r.sent), null);
     figure('fan-out', 'lag p99', 'ms', g('ours', (r) => r.p99), g('baseline', (r) => r.p99), { op: '<=', value: 2 });
     figure('fan-out', 'lag p50', 'ms', g('ours', (r) => r.p50), g('baseline', (r) => r.p50), null);
+    figure('fan-out', 'CPU per delivered message: relay + realtime vs bare server', 'µs', g('ours', (r) => r.cpuUsPerMessage.relay + r.cpuUsPerMessage.realtime), g('baseline', (r) => r.cpuUsPerMessage.bare), null, 'user + system CPU of the serving processes during the round (/proc), divided by messages delivered; the clients and the publisher are not counted');
+    figure('fan-out', 'CPU per delivered message: realtime node alone', 'µs', g('ours', (r) => r.cpuUsPerMessage.realtime), g('baseline', (r) => r.cpuUsPerMessage.bare), null);
     figure('fan-out', 'sequence gaps (sum of rounds)', 'count', res.ours.reduce((a, r) => a + r.gaps, 0), res.baseline.reduce((a, r) => a + r.gaps, 0), { on: 'ours', op: '<=', value: 0 });
   });
 }
