@@ -85,10 +85,11 @@ const redisConn = (url) => { const u = new URL(url); return { host: u.hostname, 
 // ---------------------------------------------------------------- ingest + observability cost
 let sustainableRps = null;
 async function ingest() {
-  log('ingest: api (LOG_LEVEL=info, metrics on), api (LOG_LEVEL=silent), bare Fastify route');
+  log('ingest: api (LOG_LEVEL=info, metrics on), api (LOG_LEVEL=silent, metrics off), bare Fastify route');
   await withEnv(async ({ dir, cleanups, redisUrl }) => {
     const info = await startApi({ root, dir, name: 'info', redisUrl, cleanups, logLevel: 'info' });
-    const silent = await startApi({ root, dir, name: 'silent', redisUrl, cleanups, logLevel: 'silent' });
+    // Off: no logs, and prom-client's recording calls made no-ops by a bench-only preload.
+    const silent = await startApi({ root, dir, name: 'silent', redisUrl, cleanups, logLevel: 'silent', nodeArgs: ['-r', join(root, 'bench/lib/metrics-off.cjs')] });
     const base = await startBaseline({ root, cleanups });
     const targets = {
       ours: { url: `${info.base}/api/jobs`, token: info.token },
@@ -108,12 +109,13 @@ async function ingest() {
     const p99 = (k) => stat(res[k].map((r) => r.p99));
     figure('ingest', 'throughput', 'req/s', rps('ours'), rps('baseline'), { op: '>=', value: 0.5 }, 'POST /api/jobs (auth+validation+SQLite+outbox+enqueue, LOG_LEVEL=info) vs same-schema Fastify route, 64 connections');
     figure('ingest', 'latency p99', 'ms', p99('ours'), p99('baseline'), { op: '<=', value: 3 });
-    const failed = res.ours.reduce((a, r) => a + r.errors + r.timeouts + (r.non2xx ?? 0), 0);
-    figure('ingest', 'failed requests (ours)', 'count', failed, null, { on: 'ours', op: '<=', value: 0 });
+    const failedOf = (k) => res[k].reduce((a, r) => a + r.errors + r.timeouts + (r.non2xx ?? 0), 0);
+    figure('ingest', 'failed requests (ours)', 'count', failedOf('ours'), null, { on: 'ours', op: '<=', value: 0 });
+    // A side that fails fast would look fast: both sides of the observability figure must succeed.
+    figure('observability', 'failed requests (observability off)', 'count', failedOf('silent'), null, { on: 'ours', op: '<=', value: 0 });
     sustainableRps = rps('ours').median;
-    const obs = figure('observability', 'throughput, logs+metrics on vs off', 'req/s', rps('ours'), rps('silent'), { op: '>=', value: 0.9 },
-      'on = LOG_LEVEL=info with /metrics collecting; off = LOG_LEVEL=silent. The api has no switch to turn metrics off, so "off" still collects metrics: this measures the logging cost only.');
-    notes.push(obs.note);
+    figure('observability', 'throughput, logs+metrics on vs off', 'req/s', rps('ours'), rps('silent'), { op: '>=', value: 0.9 },
+      'on = LOG_LEVEL=info with every metric recorded; off = LOG_LEVEL=silent with prom-client\'s recording calls made no-ops and no default process metrics (bench/lib/metrics-off.cjs, preloaded; the api itself has no switch to turn metrics off)');
     figure('observability', 'latency p99, on vs off', 'ms', p99('ours'), p99('silent'), null);
   });
 }
