@@ -1,10 +1,12 @@
-// What one job costs SQLite, measured on a fresh database with the real schema and repositories:
-// the insert (job row + first event + two outbox rows) and each state transition (row update +
-// event + outbox row), 64 per transaction as the group commit batches them. Then the same with
-// the search index triggers dropped, to show what the trigram index costs on this write path.
+// What one job's whole life costs SQLite, on a fresh database with the real schema and
+// repositories, written as the api and the scheduler write it: the insert (job row + first event
+// + two outbox rows), deleting delivered outbox rows, each of the six transitions (row update +
+// event + outbox rows, the next stage's enqueue with it) and the three media rows, 64 per
+// transaction as the group commits batch them. Then the same with the search-index triggers
+// dropped, to show what the trigram index costs on this write path.
 //
-//   node bench/sqlite-costs.mjs [--jobs 6400]
-// Needs the built db package (turbo run build).
+//   node bench/sqlite-costs.mjs [--jobs 6400] [--repeats 3]
+// Needs the built db package (turbo run build). Prints the median of the repeats.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,18 +15,20 @@ import { parseArgs } from 'node:util';
 const root = new URL('..', import.meta.url).pathname;
 const { openDatabase, closeDatabase } = await import(join(root, 'packages/db/dist/open.js'));
 const { createJobsRepository } = await import(join(root, 'packages/db/dist/jobs-repository.js'));
+const { createOutboxRepository } = await import(join(root, 'packages/db/dist/outbox-repository.js'));
 const { createAuthRepository } = await import(join(root, 'packages/db/dist/auth-repository.js'));
 
-const { values: args } = parseArgs({ options: { jobs: { type: 'string', default: '6400' } } });
-const perBatch = 64;
-const batches = Math.max(1, Math.round(Number(args.jobs) / perBatch));
+const { values: args } = parseArgs({ options: { jobs: { type: 'string', default: '6400' }, repeats: { type: 'string', default: '3' } } });
+const PER = 64;
+const N = Math.max(PER, Math.round(Number(args.jobs) / PER) * PER);
+// from, to, the media row written with the transition
 const STEPS = [
-  ['QUEUED', 'DOWNLOADING'],
-  ['DOWNLOADING', 'DOWNLOADED'],
-  ['DOWNLOADED', 'DUBBING'],
-  ['DUBBING', 'DUBBED'],
-  ['DUBBED', 'MUXING'],
-  ['MUXING', 'COMPLETE'],
+  ['QUEUED', 'DOWNLOADING', null],
+  ['DOWNLOADING', 'DOWNLOADED', 'source'],
+  ['DOWNLOADED', 'DUBBING', null],
+  ['DUBBING', 'DUBBED', 'dubbed_audio'],
+  ['DUBBED', 'MUXING', null],
+  ['MUXING', 'COMPLETE', 'output'],
 ];
 
 function measure(withSearchIndex) {
@@ -32,55 +36,57 @@ function measure(withSearchIndex) {
   const db = openDatabase(join(dir, 'gateway.db'));
   try {
     if (!withSearchIndex) db.exec('DROP TRIGGER jobs_fts_insert; DROP TRIGGER jobs_fts_update;');
-    const created = createAuthRepository(db).createUser({ username: 'bench', passwordHash: 'x', role: 'user' });
+    const owner = createAuthRepository(db).createUser({ username: 'bench', passwordHash: 'x', role: 'user' }).user;
     const jobs = createJobsRepository(db);
+    const outbox = createOutboxRepository(db);
+    const us = { insert: 0, 'deliver (delete outbox rows)': 0, transition: 0, 'media row': 0 };
+    const batched = (name, items, fn) => {
+      const t = performance.now();
+      for (let i = 0; i < items.length; i += PER) db.transaction(() => items.slice(i, i + PER).forEach(fn)).immediate();
+      us[name] += (performance.now() - t) * 1000;
+    };
+    let delivered = [];
+    const deliver = () => {
+      const ids = delivered;
+      delivered = [];
+      batched('deliver (delete outbox rows)', Array.from({ length: Math.ceil(ids.length / PER) }, (_, i) => ids.slice(i * PER, (i + 1) * PER)), (chunk) => outbox.removeDelivered(chunk));
+    };
     const ids = [];
-    let t = performance.now();
-    for (let b = 0; b < batches; b++) {
-      db.transaction(() => {
-        for (let i = 0; i < perBatch; i++) {
-          const r = jobs.insertJob({
-            ownerId: created.user.id,
-            url: `https://videos.example.com/watch?v=bench-${b}-${i}`,
-            requestedDubbing: true,
-            targetLang: 'es',
-            formatPreset: '720p',
-            outputContainer: 'mp4',
-          });
-          ids.push(r.job.id);
-        }
-      }).immediate();
+    batched('insert', Array.from({ length: N }, (_, i) => i), (i) => {
+      const r = jobs.insertJob({ ownerId: owner.id, url: `https://videos.example.com/watch?v=bench-${i}-${(i * 2654435761) % 1e9}`, requestedDubbing: true, targetLang: 'es', formatPreset: '720p', outputContainer: 'mp4' });
+      ids.push(r.job.id);
+      delivered.push(...r.outboxIds);
+    });
+    deliver();
+    for (const [from, to, media] of STEPS) {
+      if (media) batched('media row', ids, (id) => jobs.upsertMedia(id, media, { path: `${id}/${media}`, sizeBytes: 1024 }));
+      const next = media && to !== 'COMPLETE' ? (id) => [{ kind: 'enqueue', jobId: id, payload: { stage: 'mux', queueJobId: `${id}_mux_g0`, payload: { jobId: id, generation: 0, workDir: id, mediaPath: `${id}/source`, outputContainer: 'mp4' } } }] : () => [];
+      batched('transition', ids, (id) => delivered.push(...jobs.updateJobState(id, { from, to, reason: 'bench', outbox: next(id) }).outboxIds));
+      deliver();
     }
-    const insertUs = ((performance.now() - t) * 1000) / ids.length;
-    t = performance.now();
-    for (const [from, to] of STEPS) {
-      for (let b = 0; b < batches; b++) {
-        db.transaction(() => {
-          for (let i = 0; i < perBatch; i++) jobs.updateJobState(ids[b * perBatch + i], { from, to, reason: 'bench' });
-        }).immediate();
-      }
-    }
-    const transitionUs = ((performance.now() - t) * 1000) / (ids.length * STEPS.length);
-    return { insertUs, transitionUs };
+    return Object.fromEntries(Object.entries(us).map(([k, v]) => [k, v / N]));
   } finally {
     closeDatabase(db);
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-const withIndex = measure(true);
-const without = measure(false);
-const perJob = (m) => m.insertUs + STEPS.length * m.transitionUs;
-const rows = [
-  ['insert (job + event + 2 outbox rows)', withIndex.insertUs, without.insertUs],
-  ['one transition (update + event + outbox row)', withIndex.transitionUs, without.transitionUs],
-  ['one job through all 6 transitions', perJob(withIndex), perJob(without)],
-];
-console.log(`SQLite CPU per operation, ${batches * perBatch} jobs, ${perBatch} per transaction (µs):`);
-console.log('| operation | with search index | without | search index share |');
+const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+const runs = { with: [], without: [] };
+for (let r = 0; r < Number(args.repeats); r++) {
+  runs.with.push(measure(true));
+  runs.without.push(measure(false));
+}
+const med = (side, k) => median(runs[side].map((m) => m[k]));
+const names = Object.keys(runs.with[0]);
+const total = (side) => names.reduce((a, k) => a + med(side, k), 0);
+console.log(`SQLite CPU per job, ${N} jobs, ${PER} per transaction, median of ${args.repeats} (µs per job; "transition" is all six):`);
+console.log('| part of a job\'s life | with search index | without | search index share |');
 console.log('| --- | --- | --- | --- |');
-for (const [name, a, b] of rows) console.log(`| ${name} | ${a.toFixed(0)} | ${b.toFixed(0)} | ${(((a - b) / a) * 100).toFixed(0)}% |`);
-console.log(
-  `ceiling for one writer at 100% of a core: ${Math.round(1e6 / withIndex.insertUs)} inserts/s, ` +
-    `${Math.round(1e6 / withIndex.transitionUs)} transitions/s, ${Math.round(1e6 / perJob(withIndex))} jobs/s through every stage`,
-);
+for (const k of names) {
+  const a = med('with', k);
+  const b = med('without', k);
+  console.log(`| ${k} | ${a.toFixed(0)} | ${b.toFixed(0)} | ${a > 0 ? (((a - b) / a) * 100).toFixed(0) : 0}% |`);
+}
+console.log(`| whole life | ${total('with').toFixed(0)} | ${total('without').toFixed(0)} | ${(((total('with') - total('without')) / total('with')) * 100).toFixed(0)}% |`);
+console.log(`ceiling for one writer at 100% of a core: ${Math.round(1e6 / total('with'))} jobs/s through every stage`);
