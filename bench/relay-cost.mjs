@@ -5,21 +5,16 @@
 //   node bench/relay-cost.mjs [--rate 25000] [--seconds 8] [--rounds 3]
 // BENCH_PROFILE_DIR=/path: the relay runs under --cpu-prof (profile written at its exit).
 // Linux only (reads /proc/<pid>/stat). Needs the built apps and redis-server.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { startRedis, startProcess, freePort, waitForHttp, publishProgressAtRate, median } from './lib/harness.mjs';
+import { startRedis, startProcess, freePort, waitForHttp, publishProgressAtRate, median, cpuMsOf } from './lib/harness.mjs';
 
 const { values: args } = parseArgs({ options: { rate: { type: 'string', default: '25000' }, seconds: { type: 'string', default: '8' }, rounds: { type: 'string', default: '3' } } });
 const root = new URL('..', import.meta.url).pathname;
-const TICKS = 100; // USER_HZ on Linux
-const cpuMs = (pid) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS; // utime + stime
-};
 
 const dir = mkdtempSync(join(tmpdir(), 'dubgate-relay-cost-'));
 const cleanups = [];
@@ -41,10 +36,10 @@ try {
   await publishProgressAtRate({ redis, channel: 'events:progress', jobIds, seq, rate, seconds: 2 }); // warm-up
   const perMessage = [];
   for (let r = 0; r < Number(args.rounds); r++) {
-    const before = cpuMs(child.pid);
+    const before = cpuMsOf(child.pid);
     const { sent } = await publishProgressAtRate({ redis, channel: 'events:progress', jobIds, seq, rate, seconds: Number(args.seconds) });
     await new Promise((res) => setTimeout(res, 500)); // let the tail through
-    const us = ((cpuMs(child.pid) - before) * 1000) / sent;
+    const us = ((cpuMsOf(child.pid) - before) * 1000) / sent;
     perMessage.push(us);
     console.log(`round ${r + 1}: ${sent} messages at ${rate}/s, relay CPU ${us.toFixed(1)} µs per message`);
   }

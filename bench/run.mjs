@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
-import { startRedis, startProcess, freePort, waitForHttp, median, publishProgressAtRate } from './lib/harness.mjs';
+import { startRedis, startProcess, freePort, waitForHttp, median, publishProgressAtRate, cpuMsOf } from './lib/harness.mjs';
 import { startApi, startBaseline, runIngest, summarize } from './lib/ingest.mjs';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' } } });
@@ -55,16 +55,6 @@ function figure(workload, name, unit, ours, baseline, goal, note) {
   return f;
 }
 const notes = [];
-
-/** User + system CPU of a process so far, in ms (Linux /proc; NaN elsewhere). */
-function cpuMsOf(pid) {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ
-  } catch {
-    return NaN;
-  }
-}
 
 function parseMetric(text, name) {
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);

@@ -1,5 +1,6 @@
 // Small helpers shared by the benchmark scripts: private Redis, child processes, ports.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 export function freePort() {
@@ -114,4 +115,14 @@ export async function publishProgressAtRate({ redis, channel, jobIds, seq, rate,
     await new Promise((r) => setTimeout(r, 10));
   }
   return { sent, elapsedSeconds: (Date.now() - started) / 1000 };
+}
+
+/** User + system CPU of a process so far, in ms (Linux /proc, USER_HZ 100; NaN elsewhere). */
+export function cpuMsOf(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
 }

@@ -588,9 +588,6 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Revocations: the api publishes the session id on logout and the user id when disabling.
-
-  // ---------------------------------------------------------------------------------------------
   // The relay's events: batches on the fan-out channel, each event emitted to this node's sockets
   // in its rooms (other nodes get the same batch). Refused batches are counted and dropped.
 
@@ -622,6 +619,10 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       rt.delivered(e.event, recipients, e.payload);
     }
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // The control connection: fan-out batches (above) and revocations (the api publishes the
+  // session id on logout and the user id when disabling).
 
   redis.subscriber.on('message', (channel: string, message: string) => {
     if (channel === fanout) {

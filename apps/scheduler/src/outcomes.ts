@@ -131,15 +131,14 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
       return out;
     });
     const applied = results.filter((r) => r.ok);
-    const latest = results[results.length - 1]!;
-    if (latest.ok) cache.remember(latest.job);
+    const last = results[results.length - 1]!;
+    if (last.ok) cache.remember(last.job);
     else cache.forget(job.id);
     applied.forEach((_, i) => metrics.transitions.inc({ from: changes[i]!.from, to: changes[i]!.to }));
     // Deliver now (with the rows of other transitions of this tick); if Redis fails, the rows
     // stay pending and the drainer retries them.
     const outboxItems = applied.flatMap((r) => r.outboxItems);
     if (outboxItems.length > 0) await deps.delivery.deliverSoon(outboxItems);
-    const last = results[results.length - 1]!;
     if (!last.ok) {
       const change = changes[results.length - 1]!;
       log.debug({ jobId: job.id, from: change.from, to: change.to, reason: last.reason }, 'transition not applied');

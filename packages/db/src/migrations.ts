@@ -219,8 +219,14 @@ END;
  * not all active states.
  */
 const ACTIVE_V2 = STATES_V1.slice(0, 6);
+/** A state's class code as of v2 (15: unknown). */
+function classCodeV2(state: string): number {
+  const i = STATES_V1.indexOf(state);
+  if (i < 0) return 15;
+  return ACTIVE_V2.includes(state) ? 0 : i;
+}
 function stateClassCode(state: string): string {
-  return `(CASE ${state} ${STATES_V1.map((st, i) => `WHEN '${st}' THEN ${ACTIVE_V2.includes(st) ? 0 : i}`).join(' ')} ELSE 15 END)`;
+  return `(CASE ${state} ${STATES_V1.map((st) => `WHEN '${st}' THEN ${classCodeV2(st)}`).join(' ')} ELSE 15 END)`;
 }
 function searchKeyV2(row: 'new' | 'old'): string {
   return `((${row}.seq << 12)
@@ -275,11 +281,7 @@ export const MIGRATIONS: readonly Migration[] = [
 ];
 
 /** The search key's state code (as of the latest migration): list-jobs.ts filters on it. */
-export function searchStateCode(state: string): number {
-  const i = STATES_V1.indexOf(state);
-  if (i < 0) return 15;
-  return ACTIVE_V2.includes(state) ? 0 : i;
-}
+export const searchStateCode: (state: string) => number = classCodeV2;
 /** States that share search code 0. */
 export const SEARCH_ACTIVE_STATES: readonly string[] = ACTIVE_V2;
 
