@@ -14,7 +14,8 @@ export function freePort(): Promise<number> {
 
 /**
  * Polls `fn` until it returns something truthy (which is returned) or `timeoutMs` passes; errors
- * thrown meanwhile count as "not yet" and the last one is named in the timeout error.
+ * thrown meanwhile count as "not yet". The timeout error names the last error or the last value
+ * seen, so a failure says what the test was looking at, not only that time ran out.
  */
 export async function waitFor<T>(
   what: string,
@@ -23,17 +24,31 @@ export async function waitFor<T>(
   everyMs = 100,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
+  let last: { error: unknown } | { value: unknown } | undefined;
+  for (;;) {
     try {
       const v = await fn();
       if (v) return v as T;
+      last = { value: v };
     } catch (err) {
-      last = err;
+      last = { error: err };
     }
+    if (Date.now() >= deadline) break;
     await new Promise((r) => setTimeout(r, everyMs));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${describeLast(last)}`);
+}
+
+function describeLast(last: { error: unknown } | { value: unknown } | undefined): string {
+  if (!last) return '';
+  if ('error' in last) return `: last error: ${last.error instanceof Error ? last.error.message : String(last.error)}`;
+  let shown: string;
+  try {
+    shown = JSON.stringify(last.value) ?? String(last.value);
+  } catch {
+    shown = String(last.value);
+  }
+  return `: last saw ${shown.length > 500 ? `${shown.slice(0, 500)}…` : shown}`;
 }
 
 /** A TCP port with nothing listening on it. */
