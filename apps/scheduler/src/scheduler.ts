@@ -11,7 +11,7 @@ import { createEventPublisher } from '@dubgate/queues/publisher';
 import { createOutboxDelivery, type OutboxItem } from '@dubgate/queues/outbox-delivery';
 import { gatewayKeys } from '@dubgate/queues/names';
 import { groupCommitMetrics, type Metrics } from '@dubgate/runtime/metrics';
-import { nextStage, type Stage } from '@dubgate/contracts/states';
+import { STAGES, nextStage, type Stage } from '@dubgate/contracts/states';
 import { parseStageJobId } from '@dubgate/contracts/stages';
 import { createLeaderLock, type LeaderLock } from './leader-lock.js';
 import { createStageEventReader, type StageEvent, type StageEventReader } from './stage-event-reader.js';
@@ -59,6 +59,12 @@ export interface Scheduler {
   /** For tests and health: run one pass of each loop now. */
   reconcileNow(): Promise<unknown>;
   checkBackpressureNow(): Promise<unknown>;
+  /**
+   * For tests and health: resolves once every stage event already in the streams when called
+   * has been handled by this leader — transitions committed, metrics counted, outbox rows
+   * delivered (or left to the drainer) and the cursor moved past it. Rejects when not leading.
+   */
+  settled(): Promise<void>;
   stageQueues: StageQueues;
 }
 
@@ -121,6 +127,14 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
 
   let acting = false;
   let loops: Promise<void>[] = [];
+  // Where the event loop has handled each stream up to, and who waits for it to move (settled()).
+  const handledUpTo = {} as Record<Stage, string>;
+  let progressed: Array<() => void> = [];
+  function noteProgress() {
+    const waiting = progressed;
+    progressed = [];
+    waiting.forEach((wake) => wake());
+  }
 
   /** Handles a batch: events of one job in order, different jobs in parallel. */
   async function handleBatch(batch: StageEvent[]) {
@@ -165,19 +179,25 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     while (acting) {
       try {
         // Created here, not before the loop: reading the cursors can fail too, and must be retried.
-        reader ??= await createStageEventReader({
-          redis: opts.redis.blocking,
-          cursorRedis: opts.redis.commands,
-          queuePrefix,
-          cursorKey: keys.schedulerCursorKey,
-          ...(opts.eventBlockMs !== undefined ? { blockMs: opts.eventBlockMs } : {}),
-        });
+        if (!reader) {
+          reader = await createStageEventReader({
+            redis: opts.redis.blocking,
+            cursorRedis: opts.redis.commands,
+            queuePrefix,
+            cursorKey: keys.schedulerCursorKey,
+            ...(opts.eventBlockMs !== undefined ? { blockMs: opts.eventBlockMs } : {}),
+          });
+          Object.assign(handledUpTo, reader.cursors());
+          noteProgress();
+        }
         const batch = await reader.read();
         if (batch.length === 0 || !acting) continue;
         await handleBatch(batch);
         // A batch cut short by a lost lock is not committed: the successor reads it again.
         if (!acting) break;
         await reader.commit(batch);
+        Object.assign(handledUpTo, reader.cursors());
+        noteProgress();
       } catch (err) {
         if (!acting) break;
         log.warn({ err }, 'reading stage events failed; retrying');
@@ -267,6 +287,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     onLost: async () => {
       acting = false;
       metrics.leader.set(0);
+      noteProgress(); // settled() waiters learn that nothing more will be handled
       await Promise.allSettled(loops);
       loops = [];
     },
@@ -279,12 +300,26 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     async stop() {
       await lock.stop();
       acting = false;
+      noteProgress();
       await Promise.allSettled(loops);
       groupCommit.flush();
       await stageQueues.close().catch((err: unknown) => log.warn({ err }, 'closing queues failed'));
     },
     reconcileNow: () => reconciler.run(),
     checkBackpressureNow: () => backpressure.check(),
+    async settled() {
+      // The newest entry of each stream now: everything up to it must be handled.
+      const target = {} as Partial<Record<Stage, string>>;
+      for (const stage of STAGES) {
+        const [last] = await opts.redis.commands.xrevrange(`${queuePrefix}:${stage}:events`, '+', '-', 'COUNT', 1);
+        if (last) target[stage] = last[0];
+      }
+      const caughtUp = () => STAGES.every((st) => target[st] === undefined || (handledUpTo[st] !== undefined && compareStreamIds(handledUpTo[st], target[st]) >= 0));
+      while (!caughtUp()) {
+        if (!acting) throw new Error(`not leading: stage events up to ${JSON.stringify(target)} are not being handled`);
+        await new Promise<void>((wake) => progressed.push(wake));
+      }
+    },
   };
 }
 

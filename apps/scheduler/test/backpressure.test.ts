@@ -6,7 +6,10 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Job as BullJob } from 'bullmq';
 import type { DownloadPayload } from '@dubgate/contracts/stages';
-import { createHarness, results, sleep, waitFor, type Harness } from './helpers.js';
+import { createHarness, results, sleep, usePrivateRedis, WAIT_MS, waitFor, type Harness } from './helpers.js';
+
+// These tests count every message on events:notification, a channel other suites publish on.
+usePrivateRedis();
 
 let h: Harness;
 afterEach(async () => {
@@ -34,13 +37,17 @@ describe('disk backpressure', () => {
     let free = 50 * 2 ** 30;
     const s = h.scheduler({ minFreeBytes: 2 ** 30, freeSpaceProbe: async () => free });
     s.scheduler.start();
-    await waitFor(() => s.scheduler.isLeader(), 3_000, 'leadership');
+    await waitFor(() => s.scheduler.isLeader(), WAIT_MS, 'leadership');
 
     // Two jobs reach the download queue before the disk fills up; no download worker yet.
     const early = [await h.createJob(), await h.createJob()];
+    await Promise.all(early.map((j) => h.delivered(j.id)));
     free = 100 * 2 ** 20;
-    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, 3_000, 'hold key');
-    await sleep(600); // past the api's 500 ms cache of the hold key
+    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, WAIT_MS, 'hold key');
+    // The key is written before the queue is paused: checks run one at a time, so one asked for
+    // now returns after the one that wrote it has paused the queue too.
+    await s.scheduler.checkBackpressureNow();
+    await sleep(600); // real time must pass: the api caches the hold key for 500 ms
     // Three more while held: their download enqueue stays in the outbox.
     const late = [await h.createJob(), await h.createJob({ requestedDubbing: true }), await h.createJob()];
     const all = [...early, ...late];
@@ -48,8 +55,8 @@ describe('disk backpressure', () => {
     h.worker('dub');
     h.worker('mux');
 
-    await waitFor(() => all.every((j) => h.job(j.id).holdReason !== null), 3_000, 'hold reasons');
-    await sleep(500);
+    await waitFor(() => all.every((j) => h.job(j.id).holdReason !== null), WAIT_MS, 'hold reasons');
+    await sleep(500); // a negative (no download runs while held): no event to wait for
     expect(order).toEqual([]);
     for (const j of all) {
       const job = h.job(j.id);
@@ -62,9 +69,10 @@ describe('disk backpressure', () => {
     expect(held.kind).toBe('disk');
     const pendingDownloads = h.db.prepare("SELECT count(*) FROM outbox WHERE json_extract(payload, '$.stage') = 'download'").pluck().get();
     expect(pendingDownloads).toBe(3);
-    // Many checks during the hold, exactly one notification.
+    // Many checks during the hold, exactly one notification (all published ones have arrived).
     await s.scheduler.checkBackpressureNow();
     await s.scheduler.checkBackpressureNow();
+    await notes.sync();
     expect(notes.messages).toHaveLength(1);
     expect(notes.messages[0]).toMatchObject({ jobId: 'system', type: 'notification', payload: { type: 'disk_space_low', severity: 'warning' } });
     expect((await s.metrics.render()).body).toMatch(/dubgate_jobs_held\{[^}]*reason="disk"[^}]*\} 5/);
@@ -76,6 +84,7 @@ describe('disk backpressure', () => {
     expect(all.every((j) => h.job(j.id).holdReason === null)).toBe(true);
     expect(await h.redis.exists(h.keys.downloadsHeldKey)).toBe(0);
     expect(await s.scheduler.stageQueues.isPaused('download')).toBe(false);
+    await notes.sync();
     expect(notes.messages.filter((m) => m.payload.type === 'disk_space_low')).toHaveLength(1);
     expect(notes.messages.at(-1)!.payload.type).toBe('downloads_resumed');
   });
@@ -93,7 +102,7 @@ describe('disk backpressure', () => {
       },
     });
     await Promise.all([s.scheduler.checkBackpressureNow(), s.scheduler.checkBackpressureNow(), s.scheduler.checkBackpressureNow()]);
-    await sleep(100);
+    await notes.sync(); // what the checks published has arrived
     expect(probes).toBeGreaterThan(0);
     expect(notes.messages).toHaveLength(1);
   });
@@ -104,19 +113,22 @@ describe('disk backpressure', () => {
     let free = 0;
     const first = h.scheduler({ minFreeBytes: 1_000, freeSpaceProbe: async () => free });
     first.scheduler.start();
-    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, 3_000, 'hold key');
-    await sleep(600);
+    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, WAIT_MS, 'hold key');
+    await sleep(600); // real time must pass: the api caches the hold key for 500 ms
     const job = await h.createJob();
     expect(job.holdReason).toMatch(/disk space/); // the api shows the reason at once
     await first.stop();
     const s = h.scheduler({ minFreeBytes: 1_000, freeSpaceProbe: async () => free });
     s.scheduler.start();
-    await waitFor(() => s.scheduler.isLeader(), 3_000, 'successor leads');
-    await sleep(300);
+    await waitFor(() => s.scheduler.isLeader(), WAIT_MS, 'successor leads');
+    // A check queued now runs after the successor's first one (checks run one at a time); then
+    // everything either published has arrived.
+    await s.scheduler.checkBackpressureNow();
+    await notes.sync();
     expect(notes.messages).toHaveLength(1);
     expect(h.job(job.id).holdReason).toMatch(/disk space: 0 B free under MEDIA_ROOT, 1000 B needed/);
     free = 10_000;
-    await waitFor(() => h.job(job.id).holdReason === null, 3_000, 'reason cleared');
+    await waitFor(() => h.job(job.id).holdReason === null, WAIT_MS, 'reason cleared');
     expect(h.job(job.id).status).toBe('QUEUED');
   });
 
@@ -126,8 +138,8 @@ describe('disk backpressure', () => {
     let free = 0;
     const s = h.scheduler({ minFreeBytes: 1_000, freeSpaceProbe: async () => free });
     s.scheduler.start();
-    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, 3_000, 'hold key');
-    await sleep(600);
+    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, WAIT_MS, 'hold key');
+    await sleep(600); // real time must pass: the api caches the hold key for 500 ms
     const canceled = await h.createJob();
     const kept = await h.createJob();
     expect((await h.control(canceled.id, 'cancel')).statusCode).toBe(200);
@@ -147,7 +159,7 @@ describe('disk backpressure', () => {
     const [late] = h.outbox.add([
       { kind: 'publish', jobId: kept.id, payload: { channel: 'events:state', message: { jobId: kept.id, type: 'job_removed', timestamp: new Date().toISOString(), payload: { ownerId } } } },
     ]);
-    await waitFor(() => state.messages.some((m) => m.jobId === kept.id && m.type === 'job_removed'), 3_000, 'the row behind the held ones');
+    await waitFor(() => state.messages.some((m) => m.jobId === kept.id && m.type === 'job_removed'), WAIT_MS, 'the row behind the held ones');
     expect(h.outbox.get(late!)).toBeNull(); // delivered rows are deleted
     expect(many).toHaveLength(520);
 
@@ -159,7 +171,9 @@ describe('disk backpressure', () => {
     h.worker('mux');
     free = 10_000;
     await h.waitForState(kept.id, 'COMPLETE');
-    await sleep(300);
+    // Wait for the drainer to deal with the canceled job's held row: skipped, it is deleted;
+    // delivered (the bug), its stage job would be in BullMQ, which is asserted below.
+    await h.delivered(canceled.id);
     expect(seen).not.toContain(canceled.id);
     expect(h.job(canceled.id).status).toBe('CANCELED');
     expect(await s.scheduler.stageQueues.queues.download.getJob(`${canceled.id}_download_g0`)).toBeUndefined();
@@ -180,12 +194,15 @@ describe('disk backpressure', () => {
       // The real statfs probe: at least 2 MiB must be free.
       const s = h.scheduler({ minFreeBytes: 2 * 2 ** 20 });
       s.scheduler.start();
-      await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, 3_000, 'hold key');
-      await sleep(600);
+      await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, WAIT_MS, 'hold key');
+      // The key is written before the queue is paused: a check queued now returns after the one
+      // that wrote it is complete.
+      await s.scheduler.checkBackpressureNow();
+      await sleep(600); // real time must pass: the api caches the hold key for 500 ms
       const order = orderedDownloads(h);
       h.worker('mux');
       const jobs = [await h.createJob(), await h.createJob()];
-      await sleep(400);
+      await sleep(400); // a negative (no download runs while held): no event to wait for
       expect(order).toEqual([]);
       for (const j of jobs) expect(h.job(j.id)).toMatchObject({ status: 'QUEUED', holdReason: expect.stringMatching(/disk space/) });
       expect(await s.scheduler.stageQueues.isPaused('download')).toBe(true);
@@ -211,14 +228,17 @@ describe('queue depth backpressure', () => {
     const notes = await h.subscribe('events:notification');
     const s = h.scheduler({ maxDownloadDepth: 3 });
     s.scheduler.start();
-    await waitFor(() => s.scheduler.isLeader(), 3_000, 'leadership');
+    await waitFor(() => s.scheduler.isLeader(), WAIT_MS, 'leadership');
     const first = [await h.createJob(), await h.createJob(), await h.createJob()];
-    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, 3_000, 'hold key');
-    await sleep(600);
+    await waitFor(async () => (await h.redis.exists(h.keys.downloadsHeldKey)) === 1, WAIT_MS, 'hold key');
+    await sleep(600); // real time must pass: the api caches the hold key for 500 ms
     const more = [await h.createJob(), await h.createJob()];
     const all = [...first, ...more];
-    await waitFor(() => all.every((j) => h.job(j.id).holdReason !== null), 3_000, 'hold reasons');
-    await sleep(300);
+    await waitFor(() => all.every((j) => h.job(j.id).holdReason !== null), WAIT_MS, 'hold reasons');
+    await sleep(300); // a negative (held rows stay in the outbox): no event to wait for
+    // The notification was published by the check that wrote the key: make sure it has arrived.
+    await s.scheduler.checkBackpressureNow();
+    await notes.sync();
 
     const counts = await s.scheduler.stageQueues.counts();
     expect(counts.download.waiting).toBe(3);
@@ -235,6 +255,6 @@ describe('queue depth backpressure', () => {
     expect(order).toEqual(all.map((j) => j.id));
     expect(await h.redis.exists(h.keys.downloadsHeldKey)).toBe(0);
     // The last transition's publish is marked delivered just after its commit.
-    await expect.poll(() => h.db.prepare('SELECT count(*) FROM outbox').pluck().get()).toBe(0);
+    await expect.poll(() => h.db.prepare('SELECT count(*) FROM outbox').pluck().get(), { timeout: WAIT_MS }).toBe(0);
   });
 });

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { UnrecoverableError, type Job as BullJob } from 'bullmq';
 import { stageJobId, type DubPayload, type DownloadPayload, type MuxPayload } from '@dubgate/contracts/stages';
-import { createHarness, PIPELINE_WITH_DUB, results, sleep, waitFor, type Harness } from './helpers.js';
+import { createHarness, PIPELINE_WITH_DUB, results, sleep, WAIT_MS, waitFor, type Harness } from './helpers.js';
 
 let h: Harness;
 afterEach(async () => {
@@ -17,6 +17,8 @@ describe('cancel', () => {
     s.scheduler.start();
     const created = await h.createJob();
     const queueJobId = stageJobId(created.id, 'download', 0);
+    // The api answers after at most 2 s even if its enqueue is still under way.
+    await h.delivered(created.id);
     expect(await s.scheduler.stageQueues.queues.download.getJob(queueJobId)).toBeDefined();
 
     const res = await h.control(created.id, 'cancel');
@@ -30,6 +32,7 @@ describe('cancel', () => {
       calls++;
       return results.download(job.data as DownloadPayload);
     });
+    // Negatives (nothing runs, nothing comes back): no event to wait for, so a short window.
     await sleep(400);
     await s.scheduler.reconcileNow();
     await sleep(200);
@@ -40,21 +43,25 @@ describe('cancel', () => {
 
   it('while a retry waits out its backoff: the delayed BullMQ job is removed', async () => {
     h = await createHarness('cancel-delayed');
-    const s = h.scheduler({ backoffDelayMs: 800 });
+    // The cancel must come within the backoff: 3 s is far more than it takes on a loaded machine.
+    const backoffDelayMs = 3_000;
+    const s = h.scheduler({ backoffDelayMs });
     s.scheduler.start();
     h.worker('download');
     let calls = 0;
+    let failedAt = 0;
     h.worker('mux', async () => {
       calls++;
+      failedAt = Date.now();
       throw new Error('transient');
     });
     const created = await h.createJob();
     const queueJobId = stageJobId(created.id, 'mux', 0);
-    await waitFor(async () => (await s.scheduler.stageQueues.queues.mux.getJob(queueJobId))?.attemptsMade === 1, 5_000, 'first mux attempt failed');
+    await waitFor(async () => (await s.scheduler.stageQueues.queues.mux.getJob(queueJobId))?.attemptsMade === 1, WAIT_MS, 'first mux attempt failed');
     expect(await (await s.scheduler.stageQueues.queues.mux.getJob(queueJobId))!.getState()).toBe('delayed');
     expect((await h.control(created.id, 'cancel')).statusCode).toBe(200);
     expect(await s.scheduler.stageQueues.queues.mux.getJob(queueJobId)).toBeUndefined();
-    await sleep(1_100); // past the backoff
+    await sleep(failedAt + backoffDelayMs + 300 - Date.now()); // past the backoff (a negative: nothing to wait for)
     expect(calls).toBe(1);
     expect(h.job(created.id).status).toBe('CANCELED');
   });
@@ -62,7 +69,9 @@ describe('cancel', () => {
   it('while running: the worker gets the cancel signal; its failure afterwards changes nothing and is not retried', async () => {
     h = await createHarness('cancel-running');
     const control = await h.subscribe('control:cancel');
-    const s = h.scheduler({ backoffDelayMs: 50 });
+    // A backoff far longer than the scheduler takes to read the failure (50 ms lost that race
+    // under load): the removal below is what stops the retry.
+    const s = h.scheduler({ backoffDelayMs: 20_000 });
     s.scheduler.start();
     h.worker('download');
     let calls = 0;
@@ -72,7 +81,7 @@ describe('cancel', () => {
       calls++;
       started();
       // A worker honouring the contract: stop when control:cancel names this job.
-      await waitFor(() => control.messages.some((m) => m.jobId === (job.data as DubPayload).jobId), 5_000, 'cancel signal');
+      await waitFor(() => control.messages.some((m) => m.jobId === (job.data as DubPayload).jobId), WAIT_MS, 'cancel signal');
       throw new Error('canceled by the user');
     });
     const created = await h.createJob({ requestedDubbing: true });
@@ -80,14 +89,17 @@ describe('cancel', () => {
     await h.waitForState(created.id, 'DUBBING');
 
     expect((await h.control(created.id, 'cancel')).statusCode).toBe(200);
-    await waitFor(() => control.messages.length > 0, 3_000, 'cancel signal published');
-    expect(control.messages[0]).toMatchObject({ jobId: created.id });
-    expect(typeof control.messages[0]!.reason).toBe('string');
+    // control:cancel is global to the Redis (other suites cancel jobs too): this job's signal.
+    await waitFor(() => control.messages.some((m) => m.jobId === created.id), WAIT_MS, 'cancel signal published');
+    const signal = control.messages.find((m) => m.jobId === created.id)!;
+    expect(signal).toMatchObject({ jobId: created.id });
+    expect(typeof signal.reason).toBe('string');
 
-    // The worker fails the run; BullMQ would retry it after 50 ms: the scheduler must not let it.
+    // The worker fails the run; BullMQ would retry it after its backoff: the scheduler must not let it.
     const queueJobId = stageJobId(created.id, 'dub', 0);
-    await waitFor(async () => (await s.scheduler.stageQueues.queues.dub.getJob(queueJobId)) === undefined, 3_000, 'the stale dub run removed');
-    await sleep(400);
+    await waitFor(async () => (await s.scheduler.stageQueues.queues.dub.getJob(queueJobId)) === undefined, WAIT_MS, 'the stale dub run removed');
+    // Gone from BullMQ, so it cannot run again; and its events are handled (no warn logged below).
+    await s.scheduler.settled();
     expect(calls).toBe(1);
     const job = h.job(created.id);
     expect(job.status).toBe('CANCELED');
@@ -118,10 +130,9 @@ describe('cancel', () => {
     expect((await h.control(created.id, 'cancel')).statusCode).toBe(200);
     release();
     const queueJobId = stageJobId(created.id, 'download', 0);
-    await waitFor(async () => (await (await s.scheduler.stageQueues.queues.download.getJob(queueJobId))?.getState()) === 'completed', 3_000, 'late completion');
-    // Let the scheduler read the completion.
-    await waitFor(async () => (await h.redis.get(h.keys.schedulerCursorKey('download'))) !== null, 3_000);
-    await sleep(300);
+    await waitFor(async () => (await (await s.scheduler.stageQueues.queues.download.getJob(queueJobId))?.getState()) === 'completed', WAIT_MS, 'late completion');
+    // The scheduler has handled the completion (and everything before it).
+    await s.scheduler.settled();
     await s.scheduler.reconcileNow();
 
     const job = h.job(created.id);
@@ -173,7 +184,9 @@ describe('cancel then retry', () => {
   it('the canceled run of the old generation is not run again when it fails', async () => {
     h = await createHarness('cancel-retry');
     const control = await h.subscribe('control:cancel');
-    const s = h.scheduler({ backoffDelayMs: 50 });
+    // A backoff far longer than the scheduler takes to read the failure (50 ms lost that race
+    // under load and ran g0 twice): the removal below is what stops the retry.
+    const s = h.scheduler({ backoffDelayMs: 20_000 });
     s.scheduler.start();
     h.worker('download');
     const muxRuns: string[] = [];
@@ -181,18 +194,20 @@ describe('cancel then retry', () => {
       muxRuns.push(job.id!);
       const data = job.data as MuxPayload;
       if (data.generation === 0) {
-        await waitFor(() => control.messages.some((m) => m.jobId === data.jobId), 5_000, 'cancel signal');
-        await sleep(200); // the user retries meanwhile
+        await waitFor(() => control.messages.some((m) => m.jobId === data.jobId), WAIT_MS, 'cancel signal');
+        // The user retries meanwhile: the run fails once the job is on generation 1.
+        await waitFor(() => h.job(data.jobId).generation === 1, WAIT_MS, 'the retry');
         throw new Error('aborted');
       }
       return results.mux(data);
     });
     const created = await h.createJob();
-    await waitFor(() => muxRuns.length === 1, 5_000, 'mux running');
+    await waitFor(() => muxRuns.length === 1, WAIT_MS, 'mux running');
     expect((await h.control(created.id, 'cancel')).statusCode).toBe(200);
     expect((await h.control(created.id, 'retry')).statusCode).toBe(200);
     const job = await h.waitForState(created.id, 'COMPLETE');
-    await sleep(400);
+    // Once g0 is gone from BullMQ it cannot run again: then its runs are all there are.
+    await waitFor(async () => (await s.scheduler.stageQueues.queues.mux.getJob(stageJobId(created.id, 'mux', 0))) === undefined, WAIT_MS, 'the g0 mux run removed');
     expect(job.generation).toBe(1);
     expect(muxRuns).toEqual([stageJobId(created.id, 'mux', 0), stageJobId(created.id, 'mux', 1)]);
     expect(await s.scheduler.stageQueues.queues.mux.getJob(stageJobId(created.id, 'mux', 0))).toBeUndefined();

@@ -13,7 +13,8 @@ import { createAuthRepository } from '@dubgate/db/auth';
 import { pingWithTimeout } from '@dubgate/queues/connections';
 import { startHealthServer } from '@dubgate/runtime/health';
 import { stageJobId } from '@dubgate/contracts/stages';
-import { createHarness, freePort, metricValue, sleep, waitFor, type Harness } from './helpers.js';
+import { startRedisServer } from '@dubgate/test-support/redis-server';
+import { createHarness, freePort, metricValue, sleep, WAIT_MS, waitFor, type Harness } from './helpers.js';
 
 const REQUIRED_METRICS = [
   'dubgate_job_transitions_total',
@@ -47,6 +48,8 @@ describe('health and metrics (in process)', () => {
       h.worker('mux');
       const job = await h.createJob();
       await h.waitForState(job.id, 'COMPLETE');
+      // Metrics are counted after the commits waitForState sees: wait for the events to be handled.
+      await s.scheduler.settled();
 
       const res = await fetch(`http://127.0.0.1:${health.port}/healthz`);
       expect(res.status).toBe(200);
@@ -68,28 +71,6 @@ describe('health and metrics (in process)', () => {
 const here = fileURLToPath(new URL('.', import.meta.url));
 const serverJs = join(here, '..', 'dist', 'server.js');
 
-async function startPrivateRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  try {
-    await waitFor(async () => {
-      try {
-        if (probe.status !== 'ready') {
-          probe.disconnect();
-          await probe.connect();
-        }
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      }
-    }, 5_000, 'private redis-server');
-  } finally {
-    probe.disconnect();
-  }
-  return child;
-}
-
 describe('the built process', () => {
   it('serves /healthz and /metrics, leads, drains the outbox, and exits 0 on SIGTERM', async (ctx) => {
     if (!existsSync(serverJs)) return ctx.skip('apps/scheduler/dist/server.js is missing: run the build first');
@@ -101,10 +82,9 @@ describe('the built process', () => {
     if (!hasRedis) return ctx.skip('redis-server is not installed: the process uses the default key prefixes, so it needs a Redis of its own');
 
     const dir = mkdtempSync(join(tmpdir(), 'dubgate-sched-proc-'));
-    const redisPort = await freePort();
     // The default prefixes (q, gw) are not configurable by env: this Redis is the test's alone.
-    const redisServer = await startPrivateRedis(redisPort, dir);
-    const redisUrl = `redis://127.0.0.1:${redisPort}`;
+    const redisServer = await startRedisServer({ dir });
+    const redisUrl = redisServer.url;
     const port = await freePort();
     const dbPath = join(dir, 'gateway.db');
     let child: ChildProcess | undefined;
@@ -147,7 +127,7 @@ describe('the built process', () => {
         } catch {
           return false;
         }
-      }, 10_000, `scheduler /healthz (stderr: ${stderr})`);
+      }, WAIT_MS, `scheduler /healthz (stderr: ${stderr})`);
       const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { dependencies: Record<string, string> };
       expect(health.dependencies).toMatchObject({ redis: 'up', sqlite: 'up' });
 
@@ -155,23 +135,22 @@ describe('the built process', () => {
       await waitFor(async () => {
         text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         return metricValue(text, 'dubgate_scheduler_leader') === 1;
-      }, 5_000, 'leadership in /metrics');
+      }, WAIT_MS, 'leadership in /metrics');
       for (const name of REQUIRED_METRICS) expect(text).toContain(`# TYPE ${name} `);
       // It acts under the default names: the lock, and the drained download in q:download.
       expect(await redis.get('gw:scheduler:lock')).toMatch(/^\d+-/);
-      await waitFor(async () => (await redis.exists(`q:download:${stageJobId(jobId, 'download', 0)}`)) === 1, 5_000, 'drained download');
+      await waitFor(async () => (await redis.exists(`q:download:${stageJobId(jobId, 'download', 0)}`)) === 1, WAIT_MS, 'drained download');
 
       child.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(8_000).then(() => 'timeout' as const)]);
+      // SHUTDOWN_TIMEOUT_MS is 5 s; a slow but clean exit must not count as a hang.
+      const code = await Promise.race([exited, sleep(WAIT_MS).then(() => `timeout (stderr: ${stderr})` as const)]);
       expect(code).toBe(0);
       // It let go of the lock on the way out.
       expect(await redis.exists('gw:scheduler:lock')).toBe(0);
     } finally {
       if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       redis.disconnect();
-      const gone = new Promise((resolve) => redisServer.once('exit', resolve));
-      redisServer.kill('SIGTERM');
-      await gone;
+      await redisServer.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });

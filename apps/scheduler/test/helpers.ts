@@ -3,6 +3,7 @@
  * BullMQ and gateway key prefixes on the Redis at REDIS_URL, the api (built) on the same file and
  * prefixes, stage workers played by plain BullMQ workers, and cleanup of all of it.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker, type Job as BullJob, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { openDatabase, closeDatabase, type Database } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
 import { createOutboxRepository } from '@dubgate/db/outbox';
@@ -37,15 +39,24 @@ export function redisUrl(): string {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 8_000, what = 'condition', stepMs = 20): Promise<void> {
+/**
+ * How long a wait for something that must happen may take. Generous on purpose: a wait returns
+ * as soon as its condition holds, and a loaded 2-core machine (two suites at once) is slow.
+ */
+export const WAIT_MS = 30_000;
+
+/** Polls `cond` until it holds; `what` may be a function, to say what was last seen on failure. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, what: string | (() => string) = 'condition', stepMs = 20): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    if (Date.now() > until) throw new Error(`${typeof what === 'function' ? what() : what} not met within ${timeoutMs} ms`);
     await sleep(stepMs);
   }
 }
 
 export interface LogLine {
+  /** Date.now() when written: when a thing happened, without the delay of polling for it. */
+  at: number;
   level: string;
   obj: object;
   msg: string | undefined;
@@ -55,7 +66,7 @@ export interface LogLine {
 export function memoryLogger() {
   const lines: LogLine[] = [];
   const at = (level: string) => (obj: object, msg?: string) => {
-    lines.push({ level, obj, msg });
+    lines.push({ at: Date.now(), level, obj, msg });
     if (process.env.TEST_LOG) console.log(level, msg, obj);
   };
   return { lines, info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') };
@@ -99,12 +110,19 @@ export interface Harness {
   api(): Promise<{ app: FastifyInstance; token: string }>;
   createJob(body?: { requestedDubbing?: boolean; targetLang?: string; outputContainer?: string }): Promise<Job>;
   control(jobId: string, op: 'cancel' | 'retry' | 'resume'): Promise<{ statusCode: number; body: unknown }>;
-  subscribe(channel: string): Promise<{ messages: Array<Record<string, any>>; close(): Promise<void> }>;
+  /**
+   * Messages on a channel, as they arrive. sync() resolves once every message whose PUBLISH
+   * completed before it was called has arrived.
+   */
+  subscribe(channel: string): Promise<{ messages: Array<Record<string, any>>; sync(): Promise<void>; close(): Promise<void> }>;
+  /** Waits until the api (or whoever wrote them) has delivered every outbox row of the job. */
+  delivered(jobId: string): Promise<void>;
   job(id: string): Job;
   /** The job's state_change rows as "FROM>TO", in order. */
   transitions(id: string): string[];
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   events(id: string, type?: string): Array<{ type: string; level: string; message: string; payload: any }>;
+  /** Default timeout: WAIT_MS. */
   waitForState(id: string, state: string, timeoutMs?: number): Promise<Job>;
   close(): Promise<void>;
 }
@@ -260,7 +278,15 @@ export async function createHarness(name: string, env: Record<string, string> = 
       if (ch === channel) messages.push(JSON.parse(text) as Record<string, any>);
     });
     await sub.subscribe(channel);
-    return { messages, close: async () => void sub.disconnect() };
+    // Redis runs commands one at a time and writes a subscriber's messages and replies in that
+    // order: the reply to a PING sent now comes after every message published before it.
+    const sync = async () => void (await sub.ping());
+    return { messages, sync, close: async () => void sub.disconnect() };
+  }
+
+  const outboxRowsOf = db.prepare<[string], number>('SELECT count(*) FROM outbox WHERE job_id = ?').pluck();
+  async function delivered(jobId: string) {
+    await waitFor(() => outboxRowsOf.get(jobId) === 0, WAIT_MS, () => `outbox rows of job ${jobId} delivered (${outboxRowsOf.get(jobId)} left)`);
   }
 
   const eventsOf = db.prepare<[string], { type: string; level: string; message: string; payload: string | null }>(
@@ -280,7 +306,7 @@ export async function createHarness(name: string, env: Record<string, string> = 
     if (!j) throw new Error(`no job ${id}`);
     return j;
   }
-  async function waitForState(id: string, state: string, timeoutMs = 8_000): Promise<Job> {
+  async function waitForState(id: string, state: string, timeoutMs = WAIT_MS): Promise<Job> {
     try {
       await waitFor(() => job(id).status === state, timeoutMs, `job ${id} reaching ${state}`);
     } catch (err) {
@@ -327,6 +353,7 @@ export async function createHarness(name: string, env: Record<string, string> = 
     createJob,
     control,
     subscribe,
+    delivered,
     job,
     transitions,
     events,
@@ -334,6 +361,8 @@ export async function createHarness(name: string, env: Record<string, string> = 
     close: () => (closing ??= close()),
   };
 }
+
+export { usePrivateRedis } from '@dubgate/test-support/private-redis';
 
 export async function deleteKeysUnder(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0';

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAuthRepository } from '@dubgate/db/auth';
-import { createHarness, waitFor, type Harness } from './helpers.js';
+import { createHarness, WAIT_MS, waitFor, type Harness } from './helpers.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -21,7 +21,7 @@ describe('maintenance', () => {
 
     const s = h.scheduler({ maintenanceIntervalMs: 200 });
     s.scheduler.start();
-    await waitFor(() => s.log.lines.some((l) => l.msg === 'maintenance pass'), 10_000, 'a maintenance pass');
+    await waitFor(() => s.log.lines.some((l) => l.msg === 'maintenance pass'), WAIT_MS, 'a maintenance pass');
     expect(auth.getSession(old.id)).toBeNull();
     expect(auth.getSession(fresh.id)).not.toBeNull();
     const pass = s.log.lines.find((l) => l.msg === 'maintenance pass')?.obj as { sessionsPurged: number; merges: number };

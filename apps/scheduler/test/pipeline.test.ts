@@ -2,7 +2,7 @@
 // job_events and on events:state, media rows, the output path; replayed events change nothing.
 import { afterEach, describe, expect, it } from 'vitest';
 import { stageJobId } from '@dubgate/contracts/stages';
-import { createHarness, PIPELINE_WITHOUT_DUB, PIPELINE_WITH_DUB, type Harness } from './helpers.js';
+import { createHarness, PIPELINE_WITHOUT_DUB, PIPELINE_WITH_DUB, WAIT_MS, waitFor, type Harness } from './helpers.js';
 
 let h: Harness;
 afterEach(async () => {
@@ -40,13 +40,15 @@ describe('the full pipeline', () => {
     expect(mux?.data).toMatchObject({ mediaPath: `${job.id}/source.mp4`, dubbedAudioPath: `${job.id}/dub-es.wav`, dubbedLanguage: 'es', outputContainer: 'mkv' });
 
     // Every transition was published as a state_change, in order, with its event id.
-    await expect.poll(() => state.messages.filter((m) => m.jobId === job.id && m.type === 'state_change').length).toBe(6);
+    await expect.poll(() => state.messages.filter((m) => m.jobId === job.id && m.type === 'state_change').length, { timeout: WAIT_MS }).toBe(6);
     const published = state.messages.filter((m) => m.jobId === job.id && m.type === 'state_change');
     expect(published.map((m) => `${m.payload.from}>${m.payload.to}`)).toEqual(PIPELINE_WITH_DUB);
     const eventIds = h.db.prepare("SELECT id FROM job_events WHERE job_id = ? AND type = 'state_change' ORDER BY id").pluck().all(job.id);
     expect(published.map((m) => m.payload.eventId)).toEqual(eventIds);
     expect(published.every((m) => m.payload.ownerId === job.ownerId)).toBe(true);
 
+    // Metrics are counted after the commit that waitForState saw: wait for the events to be handled.
+    await s.scheduler.settled();
     const metrics = (await s.metrics.render()).body;
     expect(metrics).toMatch(/dubgate_job_transitions_total\{[^}]*from="MUXING",to="COMPLETE"[^}]*\} 1/);
     expect(metrics).toMatch(/dubgate_stage_handoff_seconds_count\{[^}]*\} 2/);
@@ -74,6 +76,8 @@ describe('the full pipeline', () => {
       .all(job.id) as Array<{ id: number; at: string }>;
     expect(rows[1]!.id).toBe(rows[0]!.id + 1);
     expect(h.jobs.listMedia(job.id).map((m) => m.kind)).toEqual(['source']);
+    // The duration is observed after the commit that waitForState saw: wait for the batch to finish.
+    await s.scheduler.settled();
     const metrics = (await s.metrics.render()).body;
     expect(metrics).toMatch(/dubgate_stage_events_total\{[^}]*event="active",outcome="superseded"[^}]*\} 1/);
     expect(metrics).toMatch(/dubgate_stage_duration_seconds_count\{[^}]*stage="download"[^}]*\} 1/);
@@ -101,7 +105,7 @@ describe('the full pipeline', () => {
     expect(await s.scheduler.stageQueues.queues.dub.getJob(stageJobId(job.id, 'dub', 0))).toBeUndefined();
     const mux = await s.scheduler.stageQueues.queues.mux.getJob(stageJobId(job.id, 'mux', 0));
     expect(mux?.data.dubbedAudioPath).toBeUndefined();
-    await expect.poll(() => state.messages.filter((m) => m.jobId === job.id && m.type === 'state_change').map((m) => `${m.payload.from}>${m.payload.to}`)).toEqual(
+    await expect.poll(() => state.messages.filter((m) => m.jobId === job.id && m.type === 'state_change').map((m) => `${m.payload.from}>${m.payload.to}`), { timeout: WAIT_MS }).toEqual(
       PIPELINE_WITHOUT_DUB,
     );
   });
@@ -122,7 +126,10 @@ describe('the full pipeline', () => {
     await h.redis.del(...(['download', 'dub', 'mux'] as const).map((st) => h.keys.schedulerCursorKey(st)));
     const second = h.scheduler();
     second.scheduler.start();
-    await expect.poll(async () => Number(await h.redis.get(h.keys.schedulerCursorKey('mux')) !== null), { timeout: 5_000 }).toBe(1);
+    // Every event in the streams handled a second time (and the cursors moved past them).
+    await waitFor(() => second.scheduler.isLeader(), WAIT_MS, 'the second scheduler leads');
+    await second.scheduler.settled();
+    expect(await h.redis.get(h.keys.schedulerCursorKey('mux'))).not.toBeNull();
     await second.scheduler.reconcileNow();
     expect(h.db.prepare('SELECT count(*) FROM job_events').pluck().get()).toBe(before);
     for (const [i, j] of created.entries()) expect(h.transitions(j.id)).toEqual(i % 2 === 0 ? PIPELINE_WITH_DUB : PIPELINE_WITHOUT_DUB);

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { UnrecoverableError, type Job as BullJob } from 'bullmq';
 import { stageJobId } from '@dubgate/contracts/stages';
-import { createHarness, PIPELINE_WITHOUT_DUB, PIPELINE_WITH_DUB, results, sleep, type Harness } from './helpers.js';
+import { createHarness, PIPELINE_WITHOUT_DUB, PIPELINE_WITH_DUB, results, sleep, WAIT_MS, waitFor, type Harness } from './helpers.js';
 import type { DubPayload, MuxPayload } from '@dubgate/contracts/stages';
 
 let h: Harness;
@@ -38,6 +38,7 @@ describe('retries', () => {
     // The mux stage then ran once, so attempt ends at 1 for it; the dub attempt count was 2.
     const dubbed = h.events(job.id, 'state_change').find((e) => e.payload.to === 'DUBBED');
     expect(dubbed).toBeDefined();
+    await s.scheduler.settled(); // metrics are counted after the commits waitForState sees
     expect(await s.metrics.render().then((m) => m.body)).toMatch(/dubgate_stage_retries_total\{[^}]*stage="dub"[^}]*\} 1/);
   });
 
@@ -61,7 +62,10 @@ describe('retries', () => {
     await h.redis.del(...(['download', 'dub', 'mux'] as const).map((st) => h.keys.schedulerCursorKey(st)));
     const second = h.scheduler({ backoffDelayMs });
     second.scheduler.start();
-    await expect.poll(async () => h.redis.get(h.keys.schedulerCursorKey('mux')), { timeout: 5_000 }).not.toBeNull();
+    // Every event in the streams handled a second time (and the cursors moved past them).
+    await waitFor(() => second.scheduler.isLeader(), WAIT_MS, 'the second scheduler leads');
+    await second.scheduler.settled();
+    expect(await h.redis.get(h.keys.schedulerCursorKey('mux'))).not.toBeNull();
     expect(warns()).toHaveLength(1);
     expect(h.transitions(created.id)).toEqual(PIPELINE_WITHOUT_DUB);
   });
@@ -79,7 +83,7 @@ describe('retries', () => {
       return results.mux(job.data as MuxPayload);
     });
     const created = await h.createJob();
-    await expect.poll(() => h.job(created.id).attempt, { timeout: 5_000 }).toBe(2);
+    await expect.poll(() => h.job(created.id).attempt, { timeout: WAIT_MS }).toBe(2);
     expect(h.job(created.id).status).toBe('MUXING');
     release();
     const job = await h.waitForState(created.id, 'COMPLETE');
@@ -99,15 +103,24 @@ describe('retries', () => {
     });
     const created = await h.createJob();
     const job = await h.waitForState(created.id, 'FAILED');
-    await sleep(500); // nothing runs after the job failed
+    await sleep(500); // nothing runs after the job failed (a negative: no event to wait for)
     expect(calls).toHaveLength(4); // 1 + MAX_RETRIES
     const gaps = calls.slice(1).map((t, i) => t - calls[i]!);
-    // Exponential: 100, 200, 400 ms (each at least its delay, each longer than the one before).
+    // Exponential: 100, 200, 400 ms. Each gap is at least its delay...
     expect(gaps[0]).toBeGreaterThanOrEqual(95);
     expect(gaps[1]).toBeGreaterThanOrEqual(195);
     expect(gaps[2]).toBeGreaterThanOrEqual(395);
-    expect(gaps[1]!).toBeGreaterThan(gaps[0]!);
-    expect(gaps[2]!).toBeGreaterThan(gaps[1]!);
+    // ...and each delay BullMQ scheduled is longer than the one before. Read from its record
+    // (a 'delayed' event's due time minus the event's own time), not from the gaps between
+    // calls: a loaded machine can stretch one gap past the next.
+    const queueJobId = stageJobId(created.id, 'mux', 0);
+    const delays = (await h.redis.xrange(`${h.queuePrefix}:mux:events`, '-', '+'))
+      .map(([id, f]) => ({ id, f: Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])) }))
+      .filter(({ f }) => f.event === 'delayed' && f.jobId === queueJobId)
+      .map(({ id, f }) => Number(f.delay) - Number(id.split('-')[0]));
+    expect(delays).toHaveLength(3);
+    expect(delays[1]!).toBeGreaterThan(delays[0]!);
+    expect(delays[2]!).toBeGreaterThan(delays[1]!);
 
     expect(job).toMatchObject({ status: 'FAILED', failedStage: 'mux', attempt: 4 });
     expect(job.error).toEqual({ code: 'STAGE_FAILED', message: 'ffmpeg exited with code 1 (call 4)' });
@@ -148,7 +161,7 @@ describe('permanent errors', () => {
     });
     const created = await h.createJob();
     const job = await h.waitForState(created.id, 'FAILED');
-    await sleep(300);
+    await sleep(300); // a negative (no retry): no event to wait for
     expect(calls).toBe(1);
     expect(job).toMatchObject({ failedStage: 'download', attempt: 1 });
     expect(job.error).toEqual({ code: 'STAGE_FAILED_PERMANENTLY', message: 'the video is private' });
@@ -159,7 +172,9 @@ describe('permanent errors', () => {
 
   it('a failedReason starting with "PERMANENT:" (a worker without UnrecoverableError) stops the retries', async () => {
     h = await createHarness('permanent-prefix');
-    const s = h.scheduler({ backoffDelayMs: 250 });
+    // A backoff far longer than the scheduler takes to read the failure (with 250 ms a loaded
+    // machine could run the retry first): removing the delayed retry is what stops it.
+    const s = h.scheduler({ backoffDelayMs: 20_000 });
     s.scheduler.start();
     h.worker('download');
     let calls = 0;
@@ -169,7 +184,7 @@ describe('permanent errors', () => {
     });
     const created = await h.createJob();
     const job = await h.waitForState(created.id, 'FAILED');
-    await sleep(800); // well past the backoff: no second attempt
+    // The retry is removed before the job is failed (asserted below): it cannot run any more.
     expect(calls).toBe(1);
     expect(job).toMatchObject({ failedStage: 'mux' });
     expect(job.error).toEqual({ code: 'STAGE_FAILED_PERMANENTLY', message: 'unsupported codec' });
@@ -202,6 +217,7 @@ describe('permanent errors', () => {
     const job = await h.waitForState(created.id, 'FAILED');
     expect(job.error?.code).toBe('STAGE_FAILED_PERMANENTLY');
     expect(h.transitions(job.id)).toEqual(['QUEUED>DOWNLOADING', 'DOWNLOADING>FAILED']);
+    await s.scheduler.settled(); // events are counted after the commit waitForState sees
     expect((await s.metrics.render()).body).toMatch(/dubgate_stage_events_total\{[^}]*event="active",outcome="superseded"[^}]*\} 1/);
   });
 });
