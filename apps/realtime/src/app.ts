@@ -60,6 +60,10 @@ export interface RealtimeDependencies {
   metrics?: Metrics;
   /** Connections to use instead of opening them from REDIS_URL; the caller closes these. */
   redis?: Partial<RealtimeRedis>;
+  /** Monotonic clock in ms (the per-socket rate limits); tests move it by hand. Default performance.now. */
+  now?: () => number;
+  /** Wall clock in ms (token expiry, event lag); tests move it by hand. Default Date.now. */
+  clock?: () => number;
 }
 
 export interface CloseOptions {
@@ -147,6 +151,8 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
   const keys = gatewayKeys(config.gatewayKeyPrefix);
   const verifyToken = createTokenVerifier(config.JWT_SECRET);
   const originAllowed = createOriginPolicy(config.REALTIME_ALLOWED_ORIGINS);
+  const now = deps.now ?? (() => performance.now());
+  const clock = deps.clock ?? (() => Date.now());
 
   // Connections: the ones injected belong to the caller; the ones opened here are closed here.
   const opened: Redis[] = [];
@@ -229,7 +235,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       redis.adapterSub,
       { key: config.REALTIME_ADAPTER_KEY },
       {
-        onDelivered: (event, recipients, payload) => rt.delivered(event, recipients, payload),
+        onDelivered: (event, recipients, payload) => rt.delivered(event, recipients, payload, clock()),
         onMalformed: (err) => {
           rt.broadcastsMalformed.inc();
           logger.warn({ err }, 'dropped a malformed message on the adapter channel');
@@ -289,10 +295,10 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
   // Token expiry: one sweep a second over the registered sockets instead of a timer per socket
   // (JWT expiry is in whole seconds anyway).
   const expirySweep = setInterval(() => {
-    const now = Date.now();
+    const t = clock();
     registry.forEach((socket) => {
       const identity = states.get(socket)?.identity;
-      if (!identity || identity.expiresAt > now || !socket.connected) return;
+      if (!identity || identity.expiresAt > t || !socket.connected) return;
       rt.authFailures.inc({ code: 'TOKEN_EXPIRED' });
       kick(socket, 'TOKEN_EXPIRED', 'The token has expired; reconnect with a new one');
     });
@@ -305,7 +311,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
    */
   async function authenticateToken(socket: RealtimeSocket, state: ConnState, token: string): Promise<Identity> {
     const identity = verifyToken(token);
-    if (identity.expiresAt <= Date.now()) throw new AuthError('TOKEN_EXPIRED');
+    if (identity.expiresAt <= clock()) throw new AuthError('TOKEN_EXPIRED');
     state.revoked = null;
     registry.add(socket, identity.sessionId, identity.userId);
     try {
@@ -338,7 +344,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       authenticating: false,
       authFailures: 0,
       jobs: null,
-      rate: newRateState(rateLimits, performance.now()),
+      rate: newRateState(rateLimits, now()),
     };
     states.set(socket, state);
     const fail = (err: unknown) => {
@@ -429,15 +435,15 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       const event = packet[0] as unknown;
       const { ack } = splitAck(packet);
       const name = typeof event === 'string' ? event : '';
-      const now = performance.now();
-      if (!takeToken(state.rate, rateLimits, now)) {
+      const t = now();
+      if (!takeToken(state.rate, rateLimits, t)) {
         rt.refuse('rate_limited');
-        if (strike(state.rate, rateLimits, now)) {
+        if (strike(state.rate, rateLimits, t)) {
           kick(socket, 'RATE_LIMITED', 'Too many events; disconnected');
           return;
         }
         if (ack) refuseRequest(socket, name, ack, 'RATE_LIMITED', ERROR_CODES.RATE_LIMITED.message);
-        else if (mayNotify(state.rate, rateLimits, now)) emitError(socket, 'RATE_LIMITED');
+        else if (mayNotify(state.rate, rateLimits, t)) emitError(socket, 'RATE_LIMITED');
         return;
       }
       if (!CLIENT_EVENTS.has(name)) {
@@ -616,7 +622,7 @@ export async function createRealtimeServer(deps: RealtimeDependencies): Promise<
       if (recipients === 0) continue;
       // local: this node's sockets only; the adapter must not send it on to the other nodes.
       (server.local.to(e.rooms) as unknown as { emit(event: string, payload: unknown): boolean }).emit(e.event, e.payload);
-      rt.delivered(e.event, recipients, e.payload);
+      rt.delivered(e.event, recipients, e.payload, clock());
     }
   }
 

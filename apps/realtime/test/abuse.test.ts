@@ -8,11 +8,11 @@ import {
   createTestEnv,
   disconnected,
   makeUser,
+  manualClock,
   metricValue,
   metricsOf,
   nextEvent,
   request,
-  sleep,
   waitFor,
   type Client,
   type TestEnv,
@@ -132,7 +132,14 @@ describe('malformed and unknown client events', () => {
 
 describe('rate limits', () => {
   it('events over the rate are refused with RATE_LIMITED; sustained abuse disconnects', async () => {
-    const limited = await env.startNode({ REALTIME_EVENTS_PER_SECOND: '5', REALTIME_EVENT_BURST: '5', REALTIME_RATE_LIMIT_DISCONNECT: '40' });
+    // The node's rate-limit clock moves only when the test moves it: no token comes back while the
+    // events travel, however slow the machine.
+    const time = manualClock(1_000_000);
+    const limited = await env.startNode(
+      { REALTIME_EVENTS_PER_SECOND: '5', REALTIME_EVENT_BURST: '5', REALTIME_RATE_LIMIT_DISCONNECT: '40' },
+      undefined,
+      { now: time.read },
+    );
     const { socket, errors } = await authed(limited);
     const acks = await Promise.all(Array.from({ length: 10 }, () => request<SubscriptionAck>(socket, 'unsubscribe', ['j'])));
     const codes = acks.map((a) => (a.ok ? 'ok' : a.error?.code));
@@ -142,11 +149,13 @@ describe('rate limits', () => {
     // Without acks: one RATE_LIMITED error event per second at most, not one per event.
     for (let i = 0; i < 10; i++) socket.emit('unsubscribe', ['j']);
     await waitFor(() => errors.some((e) => e.code === 'RATE_LIMITED'));
-    await sleep(50);
+    // Answers come in order: once this (refused) one is back, the ten before it were handled and
+    // any error event they caused has arrived.
+    expect((await request<SubscriptionAck>(socket, 'unsubscribe', ['j'])).error?.code).toBe('RATE_LIMITED');
     expect(errors.filter((e) => e.code === 'RATE_LIMITED').length).toBe(1);
 
     // The bucket refills: after a pause, events pass again.
-    await sleep(450);
+    time.advance(450);
     expect((await request<SubscriptionAck>(socket, 'unsubscribe', ['j'])).ok).toBe(true);
 
     // A client that keeps flooding is disconnected.
@@ -160,7 +169,12 @@ describe('rate limits', () => {
   });
 
   it('the rate limit also covers unauthenticated sockets', async () => {
-    const limited = await env.startNode({ REALTIME_EVENTS_PER_SECOND: '1', REALTIME_EVENT_BURST: '2', REALTIME_RATE_LIMIT_DISCONNECT: '10' });
+    // A clock that stands still: no refill between the events, so 18 of the 20 are refused.
+    const limited = await env.startNode(
+      { REALTIME_EVENTS_PER_SECOND: '1', REALTIME_EVENT_BURST: '2', REALTIME_RATE_LIMIT_DISCONNECT: '10' },
+      undefined,
+      { now: manualClock(1_000_000).read },
+    );
     const socket = env.connect(limited.url);
     await connected(socket);
     const gone = disconnected(socket);

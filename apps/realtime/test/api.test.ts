@@ -20,6 +20,7 @@ import {
   record,
   redisUrl,
   request,
+  WAIT_MS,
   waitFor,
   type TestEnv,
   type TestNode,
@@ -114,7 +115,7 @@ describe('with the api', () => {
     const carol = await createUser(`carol${rand()}`);
     const dave = await createUser(`dave${rand()}`);
     const jobId = await createJob(carol.token);
-    await waitFor(async () => (await env.redis.exists(`${env.gatewayKeyPrefix}:job-owner:${jobId}`)) === 1, 5_000, 'owner key written');
+    await waitFor(async () => (await env.redis.exists(`${env.gatewayKeyPrefix}:job-owner:${jobId}`)) === 1, WAIT_MS, 'owner key written');
 
     const mine = env.connect(node.url, { auth: { token: carol.token } });
     const theirs = env.connect(node.url, { auth: { token: dave.token } });

@@ -29,6 +29,7 @@ import {
   record,
   request,
   sleep,
+  WAIT_MS,
   waitFor,
   type Client,
   type TestEnv,
@@ -111,8 +112,8 @@ describe('subscribe', () => {
     const seenByMallory = record(theirs);
     const seenByOwner = record(mine);
     for (const { event, payload } of samples(jobId)) env.emitter.to(rooms.job(jobId)).emit(event, payload as never);
-    await waitFor(() => seenByOwner.length === 7, 3_000, 'the owner got all 7 events');
-    await sleep(100);
+    await waitFor(() => seenByOwner.length === 7, WAIT_MS, 'the owner got all 7 events');
+    await sleep(100); // proves a non-delivery: nothing to wait for on the other socket
     expect(seenByMallory).toEqual([]);
   });
 
@@ -189,31 +190,35 @@ describe('subscribe', () => {
     const got = record(socket);
     env.emitter.to(rooms.job('u1')).emit('job_removed', { jobId: 'u1' });
     env.emitter.to(rooms.job('u2')).emit('job_removed', { jobId: 'u2' });
-    await waitFor(() => got.length === 1);
-    await sleep(50);
+    // u1 was emitted before u2 to the same socket: once u2 is here, u1 would have been too.
+    await waitFor(() => got.some((g) => (g.payload as { jobId?: string }).jobId === 'u2'));
     expect(got).toEqual([{ event: 'job_removed', payload: { jobId: 'u2' } }]);
   });
 });
 
 describe('delivery', () => {
   it('every server event of the seed, emitted to the job room, reaches a subscribed client with its fields; delivery and lag are measured', async () => {
+    // The node's wall clock is the test's: the lag it measures does not depend on the machine's load.
+    let reading = Date.now();
+    const clocked = await env.startNode({}, undefined, { clock: () => reading });
     const user = makeUser();
     const jobId = `j-${rand()}`;
     await env.setOwner(jobId, user.id);
-    const socket = await login(node, user);
+    const socket = await login(clocked, user);
     await subscribe(socket, [jobId]);
     const got = record(socket);
 
     const sent = samples(jobId);
+    reading = Date.parse(sent[0]!.payload.timestamp as string) + 200; // delivered 0.2 s after the timestamp
     for (const { event, payload } of sent) env.emitter.to(rooms.job(jobId)).emit(event, payload as never);
-    await waitFor(() => got.length === sent.length, 3_000, 'all events delivered');
+    await waitFor(() => got.length === sent.length, WAIT_MS, 'all events delivered');
     expect(got.map((g) => g.event)).toEqual(sent.map((s) => s.event));
     sent.forEach(({ payload, schema }, i) => {
       expect(got[i]!.payload).toEqual(payload);
       expect(TypeCompiler.Compile(schema).Check(got[i]!.payload)).toBe(true);
     });
 
-    const text = await metricsOf(node);
+    const text = await metricsOf(clocked);
     for (const { event } of sent) expect(metricValue(text, 'dubgate_realtime_events_delivered_total', { event })).toBe(1);
     // progress, state_change, log and error carry a timestamp.
     expect(metricValue(text, 'dubgate_realtime_event_lag_seconds_count')).toBe(4);
@@ -221,15 +226,18 @@ describe('delivery', () => {
   });
 
   it('counts each recipient and measures the lag from the payload timestamp', async () => {
+    let reading = Date.now();
+    const clocked = await env.startNode({}, undefined, { clock: () => reading });
     const user = makeUser();
     await env.setOwner('lagging', user.id);
-    const sockets = await Promise.all([login(node, user), login(node, user), login(node, user)]);
+    const sockets = await Promise.all([login(clocked, user), login(clocked, user), login(clocked, user)]);
     await Promise.all(sockets.map((s) => subscribe(s, ['lagging'])));
     const waits = sockets.map((s) => nextEvent(s, 'log'));
     const fiveSecondsAgo = new Date(Date.now() - 5_000).toISOString();
+    reading = Date.parse(fiveSecondsAgo) + 5_000; // the node's clock: exactly 5 s late, however slow the delivery
     env.emitter.to(rooms.job('lagging')).emit('log', { jobId: 'lagging', level: 'warn', message: 'late', timestamp: fiveSecondsAgo });
     await Promise.all(waits);
-    const text = await metricsOf(node);
+    const text = await metricsOf(clocked);
     expect(metricValue(text, 'dubgate_realtime_events_delivered_total', { event: 'log' })).toBe(3);
     // Observed once per packet, about 5 s.
     expect(metricValue(text, 'dubgate_realtime_event_lag_seconds_count')).toBe(1);
@@ -247,7 +255,7 @@ describe('delivery', () => {
     env.emitter.to(rooms.admins).emit('notification', { type: 'disk_low', title: 'Disk', message: 'Low disk space', severity: 'warning' });
     expect(await nextEvent(u, 'job_added')).toEqual({ jobId: 'new', url: 'https://videos.example.com/n', status: 'QUEUED' });
     expect(await nextEvent(a, 'notification')).toMatchObject({ type: 'disk_low' });
-    await sleep(50);
+    await sleep(50); // proves a non-delivery to the user's socket: nothing to wait for
     expect(seenByUser.map((e) => e.event)).toEqual(['job_added']);
   });
 
@@ -270,8 +278,8 @@ describe('delivery', () => {
     for (let seq = 0; seq < 20; seq++) {
       env.emitter.to(rooms.job(jobId)).emit('progress', { jobId, type: 'dub', percent: seq * 5, speed: null, eta: null, stage: `cue ${seq}/20`, seq });
     }
-    await waitFor(() => a.length === 20 && b.length === 20, 3_000, 'both clients got 20 events');
-    await sleep(100);
+    await waitFor(() => a.length === 20 && b.length === 20, WAIT_MS, 'both clients got 20 events');
+    await sleep(100); // proves no duplicate follows: nothing to wait for
     // In order, on both, each once: a node emits a fan-out batch to its own sockets only.
     expect(a.map((e) => (e.payload as { seq: number }).seq)).toEqual([...Array(20).keys()]);
     expect(b).toEqual(a);
@@ -296,8 +304,8 @@ describe('delivery', () => {
     env.emitter.to([rooms.job(jobId), rooms.user(user.id), rooms.admins]).emit('state_change', { jobId, from: 'DOWNLOADING', to: 'DOWNLOADED', timestamp: now, eventId: 7 });
     env.emitter.to(rooms.user(other.id)).emit('job_removed', { jobId: 'theirs' });
     env.emitter.to(rooms.job(jobId)).emit('log', { jobId, level: 'info', message: 'next', timestamp: now, eventId: 8 });
-    await waitFor(() => got.length === 3 && seenByOther.length === 1, 3_000, 'the batch delivered');
-    await sleep(50);
+    await waitFor(() => got.length === 3 && seenByOther.length === 1, WAIT_MS, 'the batch delivered');
+    await sleep(50); // proves no duplicate follows: nothing to wait for
     // The socket is in the job room and its user room: the state change arrives once.
     expect(got.map((e) => e.event)).toEqual(['progress', 'state_change', 'log']);
     expect(seenByOther).toEqual([{ event: 'job_removed', payload: { jobId: 'theirs' } }]);
@@ -335,7 +343,7 @@ describe('delivery', () => {
     for (const message of bad) await env.redis.publish(env.fanoutChannel, message);
     await env.redis.publish(env.fanoutChannel, JSON.stringify({ v: 1, events: [ok] }));
     expect(await nextEvent(socket, 'job_removed')).toEqual({ jobId: 'fan' });
-    await sleep(50);
+    await sleep(50); // proves no duplicate follows (the bad ones were published before): nothing to wait for
     expect(got).toEqual([{ event: 'job_removed', payload: { jobId: 'fan' } }]);
     expect(metricValue(await metricsOf(node), 'dubgate_realtime_broadcasts_malformed_total') - before).toBe(bad.length);
     expect(socket.connected).toBe(true);

@@ -14,7 +14,7 @@ import { createFanoutPublisher } from '@dubgate/queues/fanout';
 import type { ClientToServerEvents, ServerToClientEvents } from '@dubgate/contracts/ws';
 import { createLogger } from '@dubgate/runtime/logger';
 import { loadRealtimeConfig, type RealtimeConfig } from '../src/config.js';
-import { createRealtimeServer, type RealtimeRedis, type RealtimeServer } from '../src/app.js';
+import { createRealtimeServer, type RealtimeDependencies, type RealtimeRedis, type RealtimeServer } from '../src/app.js';
 
 export const JWT_SECRET = 'test-jwt-secret-0123456789abcdef0123456789abcdef';
 export const rand = (): string => randomBytes(5).toString('hex');
@@ -26,7 +26,11 @@ export function redisUrl(): string {
   return url;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition', stepMs = 15): Promise<void> {
+// Deadlines of the waits below are generous on purpose: a wait returns as soon as its condition
+// holds, and a loaded 2-core machine (two suites in parallel) can stall an event loop for seconds.
+export const WAIT_MS = 10_000;
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, what = 'condition', stepMs = 15): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);
@@ -35,6 +39,15 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
 }
 
 export type Client = ClientSocket<ServerToClientEvents, ClientToServerEvents>;
+
+/** A clock that moves only when told, for the `now`/`clock` dependencies of a node. */
+export function manualClock(start = 0): { read: () => number; advance(ms: number): void } {
+  let t = start;
+  return { read: () => t, advance: (ms) => void (t += ms) };
+}
+
+/** Clocks a test may give a node instead of the real ones (rate limits, token expiry). */
+export type NodeClocks = Pick<RealtimeDependencies, 'now' | 'clock'>;
 
 // ---------------------------------------------------------------------------------------------
 // Tokens
@@ -106,7 +119,7 @@ export interface TestEnv {
   /** The fan-out channel the nodes of this env read. */
   fanoutChannel: string;
   /** A node on port 0; `redis` connections given are the test's to close. */
-  startNode(env?: Record<string, string>, redis?: Partial<RealtimeRedis>): Promise<TestNode>;
+  startNode(env?: Record<string, string>, redis?: Partial<RealtimeRedis>, clocks?: NodeClocks): Promise<TestNode>;
   connect(url: string, opts?: Partial<ManagerOptions & SocketOptions>): Client;
   /** What the api writes when a job is created. */
   setOwner(jobId: string, userId: string): Promise<void>;
@@ -162,16 +175,16 @@ export function createTestEnv(name = 'rt'): TestEnv {
     emitter,
     adapterEmitter,
     fanoutChannel: fanout.channel,
-    async startNode(env = {}, injected) {
+    async startNode(env = {}, injected, clocks = {}) {
       const config: RealtimeConfig = { ...nodeConfig({ REALTIME_ADAPTER_KEY: adapterKey, ...env }), gatewayKeyPrefix };
-      const server = await createRealtimeServer({ config, logger, ...(injected ? { redis: injected } : {}) });
+      const server = await createRealtimeServer({ config, logger, ...(injected ? { redis: injected } : {}), ...clocks });
       const port = await listen(server);
       const node: TestNode = { server, config, port, url: `http://127.0.0.1:${port}`, close: () => server.close({ drainTimeoutMs: 1_000 }) };
       nodes.push(node);
       return node;
     },
     connect(url, opts = {}) {
-      const socket: Client = ioClient(url, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: 5_000, ...opts });
+      const socket: Client = ioClient(url, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: WAIT_MS, ...opts });
       clients.push(socket);
       return socket;
     },
@@ -225,7 +238,7 @@ export async function connectError(socket: Client): Promise<Error & { data?: { c
 }
 
 /** Resolves with the disconnect reason. */
-export function disconnected(socket: Client, timeoutMs = 5_000): Promise<string> {
+export function disconnected(socket: Client, timeoutMs = WAIT_MS): Promise<string> {
   if (!socket.connected && !socket.active) return Promise.resolve('already disconnected');
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`not disconnected within ${timeoutMs} ms`)), timeoutMs);
@@ -243,7 +256,7 @@ export function record(socket: Client): Array<{ event: string; payload: unknown 
   return got;
 }
 
-export function nextEvent<T = unknown>(socket: Client, event: string, timeoutMs = 3_000): Promise<T> {
+export function nextEvent<T = unknown>(socket: Client, event: string, timeoutMs = WAIT_MS): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.offAny(listener);
@@ -261,7 +274,7 @@ export function nextEvent<T = unknown>(socket: Client, event: string, timeoutMs 
 
 /** Emits with an acknowledgement, bounded. */
 export function request<T = unknown>(socket: Client, event: string, ...args: unknown[]): Promise<T> {
-  return (socket.timeout(3_000) as unknown as { emitWithAck(ev: string, ...a: unknown[]): Promise<T> }).emitWithAck(event, ...args);
+  return (socket.timeout(WAIT_MS) as unknown as { emitWithAck(ev: string, ...a: unknown[]): Promise<T> }).emitWithAck(event, ...args);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ describe('relay: logs and errors are written to job_events in batches', () => {
     }
     await pipeline.exec();
 
-    await c.waitFor((r) => r.length === 500, '500 events delivered', 10_000);
+    await c.waitFor((r) => r.length === 500, '500 events delivered');
 
     // Far fewer transactions than messages (one per tick while the burst lasted).
     expect(h.calls.insertEvents).toBeGreaterThanOrEqual(1);

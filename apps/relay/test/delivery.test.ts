@@ -142,7 +142,7 @@ describe('relay: each channel reaches the right room as the right event', () => 
     expect(aliceRoom.of('job_removed')).toEqual([{ jobId: job.id }]);
     expect(Value.Check(WsJobRemovedSchema, aliceRoom.of('job_removed')[0])).toBe(true);
 
-    // Nobody else heard any of it.
+    // Nobody else heard any of it (proving non-deliveries: nothing to wait for).
     await sleep(200);
     expect(bobRoom.received).toEqual([]);
     expect(otherJobRoom.received).toEqual([]);
@@ -192,7 +192,7 @@ describe('relay: each channel reaches the right room as the right event', () => 
     await carolRoom.waitFor((r) => r.some((x) => x.event === 'notification'), 'notification to carol');
     await aliceRoom.waitFor((r) => r.length === 2, 'alice got job_added and notification');
     await admins.waitFor((r) => r.some((x) => x.event === 'job_added'), 'admins got job_added');
-    await sleep(200);
+    await sleep(200); // proves non-deliveries: nothing to wait for
 
     expect(aliceRoom.received.map((r) => r.event)).toEqual(['job_added', 'notification']);
     expect(carolRoom.received.map((r) => r.event)).toEqual(['notification']);
@@ -202,7 +202,10 @@ describe('relay: each channel reaches the right room as the right event', () => 
   });
 
   it("keeps one job's events in the order received, and sends held progress before a terminal state", async () => {
-    h = await createHarness({ flushIntervalMs: 100, progressPerSecond: 2 });
+    // One progress update per 1000 s gets through: a held update stays held until the COMPLETE (or
+    // stop()) sends it, however slowly the messages arrive (at 2/s, a slow machine's timer could
+    // send 20 before 30 came).
+    h = await createHarness({ flushIntervalMs: 100, progressPerSecond: 0.001 });
     const alice = h.createUser();
     const { job } = h.createJob(alice);
     const c = await h.node.client([rooms.job(job.id)]);
@@ -225,8 +228,13 @@ describe('relay: each channel reaches the right room as the right event', () => 
     await h.publish('events:state', s4);
 
     await c.waitFor((r) => r.some((x) => x.event === 'state_change' && x.data.to === 'COMPLETE'), 'COMPLETE');
-    await sleep(700); // nothing more comes (the held update was already sent)
-    const seq = c.received.map((r) =>
+    // Nothing more comes (the held update was already sent): stop() sends whatever is still held,
+    // and a marker emitted after it arrives last, so everything sent before it is here.
+    await h.relay.stop();
+    h.relay.emitter.emit([rooms.job(job.id)], 'job_removed', { jobId: job.id });
+    await c.waitFor((r) => r.some((x) => x.event === 'job_removed'), 'the marker sent after stop()');
+    expect(c.received.at(-1)).toEqual({ event: 'job_removed', data: { jobId: job.id } });
+    const seq = c.received.slice(0, -1).map((r) =>
       r.event === 'log' ? `log:${r.data.message}` : r.event === 'state_change' ? `state:${r.data.to}` : `${r.event}:${r.data.percent}`,
     );
     expect(seq).toEqual([

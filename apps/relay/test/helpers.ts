@@ -36,7 +36,11 @@ export function redisUrl(): string {
   return url;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 8_000, what = 'condition', stepMs = 10): Promise<void> {
+// Deadlines of the waits are generous on purpose: a wait returns as soon as its condition holds,
+// and a loaded 2-core machine (two suites in parallel) can stall an event loop for seconds.
+export const WAIT_MS = 20_000;
+
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS, what = 'condition', stepMs = 10): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);
@@ -111,8 +115,8 @@ export async function startSocketNode(key: string) {
       socket,
       received,
       of: (event) => received.filter((r) => r.event === event).map((r) => r.data),
-      join: (list) => socket.timeout(5_000).emitWithAck('join', list).then(() => undefined),
-      waitFor: (pred, what = 'client condition', timeoutMs = 8_000) => waitFor(() => pred(received), timeoutMs, what),
+      join: (list) => socket.timeout(WAIT_MS).emitWithAck('join', list).then(() => undefined),
+      waitFor: (pred, what = 'client condition', timeoutMs = WAIT_MS) => waitFor(() => pred(received), timeoutMs, what),
       close: () => {
         socket.disconnect();
       },
@@ -275,49 +279,4 @@ export function errorMsg(jobId: string, code: string, message: string): ChannelM
   return { jobId, type: 'error', timestamp: iso(), payload: { code, message, stage: 'download', permanent: false } };
 }
 
-/**
- * Gives this test file its own redis-server. Pub/Sub channels (`events:*`) are global to a Redis
- * and cannot be prefixed, so a file that counts every message the relay receives must not share
- * Redis with other packages' tests running at the same time. vitest runs each file in its own
- * worker, so REDIS_URL changes only here.
- */
-export function usePrivateRedis(): void {
-  let child: import('node:child_process').ChildProcess | undefined;
-  let previous: string | undefined;
-  beforeAll(async () => {
-    const { spawn } = await import('node:child_process');
-    const net = await import('node:net');
-    const port = await new Promise<number>((resolve, reject) => {
-      const s = net.createServer();
-      s.on('error', reject);
-      s.listen(0, '127.0.0.1', () => {
-        const p = (s.address() as import('node:net').AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    await waitFor(
-      () =>
-        new Promise<boolean>((resolve) => {
-          const sock = net.connect(port, '127.0.0.1', () => {
-            sock.end();
-            resolve(true);
-          });
-          sock.on('error', () => resolve(false));
-        }),
-      10_000,
-      'private redis-server',
-    );
-    previous = process.env.REDIS_URL;
-    process.env.REDIS_URL = `redis://127.0.0.1:${port}`;
-  });
-  afterAll(async () => {
-    if (previous === undefined) delete process.env.REDIS_URL;
-    else process.env.REDIS_URL = previous;
-    if (child && child.exitCode === null) {
-      const exited = new Promise((resolve) => child!.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
-  });
-}
+export { usePrivateRedis } from '@dubgate/test-support/private-redis';

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { rooms } from '@dubgate/contracts/ws';
 import { EVENT_CHANNELS, type ProgressMessage } from '@dubgate/contracts/events';
 import { createProgressCoalescer } from '../src/progress-coalescer.js';
-import { createHarness, progressMsg, sleep, waitFor, type Harness, usePrivateRedis } from './helpers.js';
+import { WAIT_MS, createHarness, progressMsg, sleep, waitFor, type Harness, usePrivateRedis } from './helpers.js';
 
 // The relay listens on global Pub/Sub channels: other packages' tests must not reach it.
 usePrivateRedis();
@@ -120,7 +120,7 @@ describe('relay: progress burst', () => {
       await pipeline.exec();
       await sleep(120); // spread the burst over ~1.3 s so the rate limit shows
     }
-    await c.waitFor((r) => r.some((x) => x.event === 'progress' && x.data.percent === 100), 'final progress delivered', 15_000);
+    await c.waitFor((r) => r.some((x) => x.event === 'progress' && x.data.percent === 100), 'final progress delivered');
     const seconds = (Date.now() - started) / 1000;
     await sleep(400); // anything still held would come now
     const got = c.of('progress');
@@ -139,7 +139,7 @@ describe('relay: progress burst', () => {
     expect(await h.metricValue('dubgate_relay_progress_coalesced_total')).toBe(N - got.length);
 
     // The snapshot on the job row is the last update.
-    await waitFor(() => h!.jobs.getJob(job.id)?.progress?.percent === 100, 3_000, 'snapshot written');
+    await waitFor(() => h!.jobs.getJob(job.id)?.progress?.percent === 100, WAIT_MS, 'snapshot written');
     expect(h.jobs.getJob(job.id)!.progress).toMatchObject({ stage: 'download', percent: 100, speed: 1000 + N - 1, eta: 1, step: `part ${N - 1}` });
     // At a bounded rate: at most one write per job per second (plus the first).
     expect(h.calls.updateProgressMany).toBeLessThanOrEqual(Math.ceil(seconds) + 3);
@@ -157,7 +157,7 @@ describe('relay: progress burst', () => {
       await sleep(100);
     }
     const elapsed = Date.now() - started;
-    await waitFor(() => ids.every((id) => h!.jobs.getJob(id)?.progress?.percent === 55), 3_000, 'last snapshots written');
+    await waitFor(() => ids.every((id) => h!.jobs.getJob(id)?.progress?.percent === 55), WAIT_MS, 'last snapshots written');
     // Each transaction carried the jobs due at that tick; no job more than once per 500 ms.
     const perJob = ids.map((id) => h!.calls.snapshotBatches.filter((b) => b.includes(id)).length);
     for (const n of perJob) expect(n).toBeLessThanOrEqual(Math.ceil((elapsed + 1000) / 500) + 1);

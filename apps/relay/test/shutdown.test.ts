@@ -11,7 +11,7 @@ import { openDatabase, closeDatabase } from '@dubgate/db/open';
 import { createJobsRepository } from '@dubgate/db/jobs';
 import { createEventsRepository } from '@dubgate/db/events';
 import { createAuthRepository } from '@dubgate/db/auth';
-import { createHarness, logMsg, progressMsg, rand, redisUrl, sleep, startSocketNode, waitFor, type Harness, usePrivateRedis } from './helpers.js';
+import { WAIT_MS, createHarness, logMsg, progressMsg, rand, redisUrl, sleep, startSocketNode, waitFor, type Harness, usePrivateRedis } from './helpers.js';
 
 // Counts every message the relay receives: other test runs must not publish on the same Redis.
 usePrivateRedis();
@@ -36,7 +36,7 @@ describe('relay: graceful stop', () => {
     for (let i = 0; i < 20; i++) await h.publish('events:log', logMsg(job.id, `pending ${i}`));
     await h.publish('events:progress', progressMsg(job.id, 10));
     await h.publish('events:progress', progressMsg(job.id, 20)); // held by the rate limit
-    await waitFor(async () => (await h!.metricValue('dubgate_relay_messages_total')) === 22, 5_000, 'relay received all');
+    await waitFor(async () => (await h!.metricValue('dubgate_relay_messages_total')) === 22, WAIT_MS, 'relay received all');
     expect(h.relay.pendingEvents).toBe(20);
     expect(h.events.listEvents(job.id, { limit: 100 }).items).toHaveLength(1); // just 'created'
 
@@ -46,14 +46,14 @@ describe('relay: graceful stop', () => {
     expect(rows.map((r) => r.message)).toEqual(Array.from({ length: 20 }, (_, i) => `pending ${i}`));
     expect(h.jobs.getJob(job.id)!.progress).toMatchObject({ percent: 20 });
 
-    await c.waitFor((r) => r.length === 22, 'everything delivered after stop', 3_000);
+    await c.waitFor((r) => r.length === 22, 'everything delivered after stop');
     expect(c.of('log').map((l) => l.eventId)).toEqual(rows.map((r) => r.id));
     // In order: the logs, the progress that waited behind them, then the one the rate limit held.
     expect(c.received.slice(20).map((r) => `${r.event}:${r.data.percent}`)).toEqual(['progress:10', 'progress:20']);
 
     // Stopped means stopped: later messages are ignored.
     await h.publish('events:log', logMsg(job.id, 'after stop'));
-    await sleep(100);
+    await sleep(100); // proves nothing is written: nothing to wait for
     expect(h.events.listEvents(job.id, { limit: 100 }).items.filter((e) => e.type === 'log')).toHaveLength(20);
   });
 });
@@ -115,7 +115,7 @@ describe('relay process (dist/server.js)', () => {
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`relay not ready: ${stdout} ${stderr}`)), 10_000);
+      const timer = setTimeout(() => reject(new Error(`relay not ready within 30 s: ${stdout} ${stderr}`)), 30_000);
       child!.once('message', (m) => {
         if (m === 'ready') {
           clearTimeout(timer);
@@ -138,7 +138,7 @@ describe('relay process (dist/server.js)', () => {
     await producer.publish(EVENT_CHANNELS.log, '{broken');
     await waitFor(
       async () => (await (await fetch(`${base}/metrics`)).text()).includes('dubgate_relay_messages_total{channel="events:log",service="relay"} 16'),
-      5_000,
+      WAIT_MS,
       'relay counted the messages',
     );
     const metrics = await (await fetch(`${base}/metrics`)).text();
@@ -151,7 +151,7 @@ describe('relay process (dist/server.js)', () => {
     expect(await exited).toBe(0);
     const rows = createEventsRepository(db).listEvents(jobId, { limit: 100 }).items.filter((e) => e.type === 'log');
     expect(rows.map((r) => r.message)).toEqual(Array.from({ length: 15 }, (_, i) => `in flight ${i}`));
-    await c.waitFor((r) => r.length === 15, 'client got the drained logs', 3_000);
+    await c.waitFor((r) => r.length === 15, 'client got the drained logs');
     expect(c.of('log').map((l) => l.eventId)).toEqual(rows.map((r) => r.id));
     expect(stdout).toContain('shutdown complete');
   });
