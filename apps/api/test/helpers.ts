@@ -10,10 +10,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { Redis } from 'ioredis';
 import { closeDatabase, openDatabase, type Database } from '@dubgate/db/open';
+import { startRedisServer, type RedisServer } from '@dubgate/test-support/redis-server';
 import { buildApp } from '../src/app.js';
 import { loadApiConfig, type ApiConfig } from '../src/config.js';
 
@@ -314,7 +314,11 @@ export function expectError(res: LightMyRequestResponse, status: number, code?: 
   return body!;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, stepMs = 20): Promise<void> {
+/**
+ * Polls `cond` until it holds. The default deadline is generous (two packages' suites share 2
+ * cores): a wait returns as soon as the condition holds, so it costs nothing when all is well.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, stepMs = 20): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
@@ -337,7 +341,7 @@ export function collectMessages(url: string, channel: string) {
     messages,
     ready,
     /** Waits for a message matching `pred`. */
-    async next(pred: (m: Record<string, unknown>) => boolean, timeoutMs = 3_000) {
+    async next(pred: (m: Record<string, unknown>) => boolean, timeoutMs = 30_000) {
       await waitFor(() => messages.some(pred), timeoutMs);
       return messages.find(pred)!;
     },
@@ -371,48 +375,8 @@ export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-/** A redis-server of the test's own on `port` (in the foreground, as a child we can stop). */
-export interface OwnRedis {
-  port: number;
-  url: string;
-  process: ChildProcess;
-  stop(): Promise<void>;
-}
-
-export async function startRedis(port: number): Promise<OwnRedis> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  try {
-    await waitFor(async () => {
-      try {
-        if (probe.status !== 'ready') {
-          probe.disconnect();
-          await probe.connect();
-        }
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      }
-    }, 5_000, 25);
-  } finally {
-    probe.disconnect();
-  }
-  let stopping: Promise<void> | null = null;
-  return {
-    port,
-    url,
-    process: child,
-    stop: () =>
-      (stopping ??= (async () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-        await exited;
-      })()),
-  };
-}
+/** A redis-server of the test's own: on `port` when given (a restart keeps the URL), else a free one. */
+export type OwnRedis = RedisServer;
+export const startRedis = (port?: number): Promise<OwnRedis> => startRedisServer(port === undefined ? {} : { port });
 
 export { startHungRedis } from '@dubgate/test-support/net';

@@ -1,6 +1,6 @@
 // The job routes against real SQLite and real Redis: creation (row, event, outbox, BullMQ,
 // Pub/Sub, idempotency, validation), listing, detail, control (cancel, retry, resume), delete, logs.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
@@ -22,6 +22,9 @@ import {
   type JobJson,
   type TestApp,
 } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 90_000, hookTimeout: 60_000 });
 
 let t: TestApp;
 let token: string;
@@ -375,7 +378,7 @@ describe('control: cancel, retry, resume', () => {
           async (bullJob) => {
             started();
             // The reference worker's loop: work until the cancel signal for this job arrives.
-            await signals.next((m) => m.jobId === (bullJob.data as { jobId: string }).jobId, 10_000);
+            await signals.next((m) => m.jobId === (bullJob.data as { jobId: string }).jobId);
             resolve('canceled');
             throw new UnrecoverableError('canceled');
           },
@@ -388,7 +391,7 @@ describe('control: cancel, retry, resume', () => {
       expect(res.json<{ job: JobJson }>().job.status).toBe('CANCELED');
       expect(await outcome).toBe('canceled');
       // Deleting it now works too; the worker's stage job is gone from the queue afterwards.
-      await waitFor(async () => (await own.redis().zcard(`${own.queuePrefix}:download:failed`)) === 1, 5_000);
+      await waitFor(async () => (await own.redis().zcard(`${own.queuePrefix}:download:failed`)) === 1);
       expect((await own.app.inject({ method: 'DELETE', url: `/api/jobs/${job.id}`, headers: bearer(ownToken) })).statusCode).toBe(204);
       expect(await own.redis().exists(`${own.queuePrefix}:download:${job.id}_download_g0`)).toBe(0);
     } finally {
@@ -634,7 +637,7 @@ describe('counting', () => {
   it('counts every accepted job in jobs_created_total', async () => {
     const before = await metricValue('jobs_created_total');
     await createJob(t.app, token);
-    await waitFor(async () => (await metricValue('jobs_created_total')) === before + 1, 2_000);
+    await waitFor(async () => (await metricValue('jobs_created_total')) === before + 1);
     // A replay is not a new job.
     const key = `count-${Date.now()}`;
     const url = videoUrl();

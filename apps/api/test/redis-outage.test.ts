@@ -1,7 +1,7 @@
 // Invariant 2 with Redis down: POST /api/jobs still answers 201 quickly, the job and its pending
 // outbox rows are in SQLite, and once Redis is back the scheduler's drain enqueues it exactly
 // once. /healthz reports the outage as 503 without hanging. Uses a redis-server of its own.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createOutboxRepository } from '@dubgate/db/outbox';
 import { createRedisConnection, closeRedis } from '@dubgate/queues/connections';
@@ -24,6 +24,9 @@ import {
   type OwnRedis,
   type TestApp,
 } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 90_000, hookTimeout: 60_000 });
 
 let redis: OwnRedis;
 let t: TestApp;
@@ -123,7 +126,7 @@ describe('Redis stopped and restarted', () => {
       // Failed rows wait for their retry time; the scheduler drains periodically.
       const pendingDueLater = () =>
         t.db().prepare('SELECT count(*) FROM outbox WHERE available_at > ?').pluck().get(new Date().toISOString()) as number;
-      await waitFor(() => pendingDueLater() === 0, 10_000, 50);
+      await waitFor(() => pendingDueLater() === 0, 30_000, 50);
       const store = createOutboxRepository(t.db());
       const delivery = createOutboxDelivery({ store, stageQueues, publisher: createEventPublisher(conn) });
 
@@ -165,7 +168,7 @@ describe('Redis stopped and restarted', () => {
   });
 
   it('reports healthy again once the api reconnects', async () => {
-    await waitFor(async () => (await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode === 200, 10_000, 100);
+    await waitFor(async () => (await t.app.inject({ method: 'GET', url: '/healthz' })).statusCode === 200, 30_000, 100);
     // And enqueues directly again.
     const job = await createJob(t.app, token);
     expect(t.db().prepare('SELECT count(*) FROM outbox WHERE job_id = ?').pluck().get(job.id)).toBe(0);

@@ -8,8 +8,11 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ADMIN_PASSWORD, ADMIN_USERNAME, JWT_SECRET, canConnect, freePort, redisUrl, waitFor } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 120_000 });
 
 const serverJs = fileURLToPath(new URL('../dist/server.js', import.meta.url));
 const SHUTDOWN_TIMEOUT_MS = 5_000;
@@ -58,7 +61,9 @@ async function startServer(): Promise<Server> {
       JWT_SECRET,
       ADMIN_USERNAME,
       ADMIN_PASSWORD,
-      LOG_LEVEL: 'info',
+      // debug: the server logs "incoming request" once it has a request's headers, the point
+      // the test waits for before it signals.
+      LOG_LEVEL: 'debug',
       SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -66,8 +71,10 @@ async function startServer(): Promise<Server> {
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  // 'close', not 'exit': it comes once stdout and stderr are read to the end, so the output holds
+  // the last lines the process wrote ("shutdown complete").
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
+    child.once('close', (code, signal) => resolve({ code, signal })),
   );
   const server = { port, child, exited, output: () => out };
   started.push({ server, dir });
@@ -78,7 +85,7 @@ async function startServer(): Promise<Server> {
     } catch {
       return false;
     }
-  }, 15_000, 50);
+  }, 30_000, 50);
   return server;
 }
 
@@ -121,6 +128,13 @@ describe('graceful shutdown of dist/server.js', () => {
 
     // The in-flight request: headers and part of the body now, SIGTERM, the rest later.
     const inFlightAgent = keepAliveInFlight ? new http.Agent({ keepAlive: true }) : false;
+    const loginsSeen = () =>
+      server
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"incoming request"') && l.includes('"url":"/api/auth/login"')).length;
+    // The server writes its log in batches (about every 100 ms): wait for the first login's line.
+    await waitFor(() => loginsSeen() === 1, 30_000, 20);
     let signalledAt = 0;
     let connectDuringShutdown: boolean | undefined;
     const reply = await new Promise<Reply>((resolve, reject) => {
@@ -142,16 +156,19 @@ describe('graceful shutdown of dist/server.js', () => {
       );
       req.on('error', reject);
       req.write(loginBody.slice(0, 10));
-      setTimeout(() => {
+      void (async () => {
+        // Signal only once the server has the request (it logged its headers): it is in flight.
+        await waitFor(() => loginsSeen() === 2, 30_000, 20);
         child.kill('SIGTERM');
         signalledAt = Date.now();
-        setTimeout(() => {
-          void canConnect(port).then((ok) => {
-            connectDuringShutdown = ok;
-            req.end(loginBody.slice(10));
-          });
-        }, 300);
-      }, 150);
+        // While the request is still open, the listener closes: wait until a connection is
+        // refused (how soon depends on when the process gets the CPU), then finish the body.
+        await waitFor(async () => {
+          connectDuringShutdown = await canConnect(port);
+          return !connectDuringShutdown;
+        }, 30_000, 50);
+        req.end(loginBody.slice(10));
+      })().catch(reject);
     });
 
     expect(reply.status).toBe(200);

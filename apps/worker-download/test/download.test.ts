@@ -2,7 +2,7 @@
 // sidecar subtitles, ffprobe metadata, Range resume, cancel, SSRF, the size cap, web pages.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DownloadSettings } from '../src/download.js';
 import type { Resolver } from '../src/safe-http.js';
 import {
@@ -20,6 +20,9 @@ import {
   type Harness,
   type TestServer,
 } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 60_000 });
 
 let fx: Fixture;
 let srv: TestServer;
@@ -78,7 +81,7 @@ describe('a direct media URL', () => {
     // Nothing partial is left beside the finished files.
     expect(files(h, jobId)).toEqual(['source.mp4', 'source.srt']);
 
-    await waitFor(() => h.events.some((e) => e.message.jobId === jobId && e.message.payload.final === true), 2_000, 'final progress');
+    await waitFor(() => h.events.some((e) => e.message.jobId === jobId && e.message.payload.final === true), undefined, 'final progress');
     const mine = h.events.filter((e) => e.message.jobId === jobId);
     for (const e of mine) expect(e.errors).toEqual([]);
     const progress = mine.filter((e) => e.channel === 'events:progress').map((e) => e.message.payload);
@@ -116,6 +119,9 @@ describe('a direct media URL', () => {
     expect(second?.headers['if-range']).toBe('"r1"');
     expect(readFileSync(join(h.mediaRoot, jobId, 'source.mp4')).equals(fx.video)).toBe(true);
     expect(files(h, jobId)).toEqual(['source.mp4']);
+    // Published during the run; the subscriber receives it asynchronously.
+    const resumingLine = `resuming the download at byte ${resumedAt}`;
+    await waitFor(() => h.events.some((e) => e.message.jobId === jobId && e.message.payload.message === resumingLine), undefined, 'resuming log');
     const logs = h.events.filter((e) => e.message.jobId === jobId && e.channel === 'events:log').map((e) => e.message.payload.message);
     expect(logs).toContain(`resuming the download at byte ${resumedAt}`);
   });
@@ -143,7 +149,7 @@ describe('a direct media URL', () => {
     srv.route('/slow/v.mp4', serve(Buffer.alloc(4 * 2 ** 20, 7), { pieces: 256, pauseMs: 50 }));
     const id = await h.add(payload(jobId, `${srv.base}/slow/v.mp4`), 3);
     const part = join(h.mediaRoot, jobId, 'source.part');
-    await waitFor(() => existsSync(part) && readFileSync(part).length > 32 * 1024, 10_000, 'transfer under way');
+    await waitFor(() => existsSync(part) && readFileSync(part).length > 32 * 1024, undefined, 'transfer under way');
     const t0 = Date.now();
     await h.cancel(jobId);
     const job = await h.settle(id, 5_000);
@@ -151,8 +157,9 @@ describe('a direct media URL', () => {
     expect(acknowledged - t0).toBeLessThan(5_000);
     expect(job.failedReason).toBe('PERMANENT: canceled');
     expect(job.attemptsMade).toBe(1);
-    await waitFor(() => srv.closed.includes('/slow/v.mp4'), 2_000, 'server saw the connection close');
-    // Gone at acknowledgement, and still nothing a second later.
+    await waitFor(() => srv.closed.includes('/slow/v.mp4'), undefined, 'server saw the connection close');
+    // Gone at acknowledgement, and still nothing a second later (proving that nothing is written
+    // late: there is no event for "nothing happened", so this pause stays).
     expect(files(h, jobId)).toEqual([]);
     await sleep(1_000);
     expect(files(h, jobId)).toEqual([]);
@@ -166,7 +173,7 @@ describe('a direct media URL', () => {
     srv.route('/handback/v.mp4', serve(fx.video, { ranges: true, pieces: 40, pauseMs: 100 }));
     const id = await a.add(payload(jobId, `${srv.base}/handback/v.mp4`), 2);
     const part = join(a.mediaRoot, jobId, 'source.part');
-    await waitFor(() => existsSync(part) && readFileSync(part).length > 4 * 1024, 10_000, 'transfer under way');
+    await waitFor(() => existsSync(part) && readFileSync(part).length > 4 * 1024, undefined, 'transfer under way');
     await a.worker.close(); // shutdownTimeoutMs 1000: aborted and handed back
     const kept = readFileSync(part).length;
     expect(kept).toBeGreaterThan(0);
@@ -197,7 +204,10 @@ describe('a direct media URL', () => {
     expect(ja.attemptsMade + jb.attemptsMade).toBe(2);
     expect(files(h, a)).toEqual([]);
     expect(files(h, b)).toEqual([]);
-    const codes = h.events.filter((e) => e.channel === 'events:error').map((e) => e.message.payload.code);
+    // Only this test's jobs (events:error is shared with the other suites), once both arrived.
+    const errorsOf = () => h.events.filter((e) => e.channel === 'events:error' && [a, b].includes(e.message.jobId));
+    await waitFor(() => errorsOf().length >= 2, undefined, 'both error events');
+    const codes = errorsOf().map((e) => e.message.payload.code);
     expect(codes).toEqual(['TOO_LARGE', 'TOO_LARGE']);
   });
 
@@ -227,6 +237,7 @@ describe('SSRF', () => {
     expect(job.failedReason).toMatch(/^PERMANENT: URL not allowed .*media\.example\.com resolves to 127\.0\.0\.1, a loopback or private address/);
     expect(job.attemptsMade).toBe(1);
     expect(srv.requests.length).toBe(before);
+    await waitFor(() => h.events.some((e) => e.message.jobId === jobId && e.channel === 'events:error'), undefined, 'error event');
     const err = h.events.find((e) => e.message.jobId === jobId && e.channel === 'events:error');
     expect(err?.message.payload).toMatchObject({ code: 'URL_NOT_ALLOWED', permanent: true });
   });
@@ -294,6 +305,7 @@ describe('a web page', () => {
     const job = await h.settle(id);
     expect(job.failedReason).toMatch(/^PERMANENT: .*web page.*needs yt-dlp.*apt-get install yt-dlp/);
     expect(job.attemptsMade).toBe(1);
+    await waitFor(() => h.events.some((e) => e.message.jobId === jobId && e.channel === 'events:error'), undefined, 'error event');
     const err = h.events.find((e) => e.message.jobId === jobId && e.channel === 'events:error');
     expect(err?.message.payload).toMatchObject({ code: 'EXTRACTOR_MISSING', permanent: true });
     expect(files(h, jobId)).toEqual([]);
@@ -322,6 +334,8 @@ describe('a web page', () => {
     expect(args.at(-1)).toBe(url);
     expect(args[args.indexOf('-o') + 1]).toBe(join(h.mediaRoot, jobId, '.yt-dlp', 'source.%(ext)s'));
     expect(files(h, jobId)).toEqual(['source.mp4', 'source.srt']);
+    // The final progress is the run's last message (in order, on one connection).
+    await waitFor(() => h.events.some((e) => e.message.jobId === jobId && e.message.payload.final === true), undefined, 'final progress');
     const progress = h.events.filter((e) => e.message.jobId === jobId && e.channel === 'events:progress').map((e) => e.message.payload);
     expect(progress).toContainEqual(expect.objectContaining({ percent: 25.5, speed: 1.5 * 2 ** 20, eta: 5 }));
     expect(progress.at(-1)).toMatchObject({ percent: 100, final: true });
@@ -333,7 +347,7 @@ describe('a web page', () => {
     const h = await harness({ env: { ...fake.env, FAKE_YTDLP_MODE: 'hang' } });
     const jobId = newJobId();
     const id = await h.add(payload(jobId, `${srv.base}/watch?v=abc`), 3);
-    await waitFor(() => existsSync(join(h.mediaRoot, jobId, '.yt-dlp', 'source.mp4.part')), 10_000, 'yt-dlp running');
+    await waitFor(() => existsSync(join(h.mediaRoot, jobId, '.yt-dlp', 'source.mp4.part')), undefined, 'yt-dlp running');
     const { pid } = JSON.parse(readFileSync(fake.logFile, 'utf8')) as { pid: number };
     await h.cancel(jobId);
     const job = await h.settle(id, 5_000);

@@ -23,7 +23,11 @@ export function redisUrl(): string {
 }
 export const rand = (): string => randomBytes(4).toString('hex');
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition', stepMs = 20): Promise<void> {
+/**
+ * Polls `cond` until it holds. The default deadline is generous (two packages' suites share 2
+ * cores): a wait returns as soon as the condition holds, so it costs nothing when all is well.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition', stepMs = 20): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);
@@ -218,7 +222,16 @@ export async function startHarness(settings: DownloadSettings, share?: Pick<Harn
   const sub = new Redis(redisUrl());
   const events: EventSeen[] = [];
   sub.on('message', (channel: string, text: string) => {
-    const message = JSON.parse(text) as EventSeen['message'];
+    // events:* channels are global to the Redis: other suites running at the same time publish
+    // there too, malformed messages included (a throw here would be an uncaught exception).
+    // Only objects can be ours; tests filter by jobId.
+    let message: EventSeen['message'];
+    try {
+      message = JSON.parse(text) as EventSeen['message'];
+    } catch {
+      return;
+    }
+    if (typeof message !== 'object' || message === null) return;
     // channelValidators are compiled from contracts' CHANNEL_SCHEMAS.
     const v = channelValidators[channel as EventChannel];
     events.push({ channel, message, errors: v ? v.errors(message, 10) : ['unknown channel'] });
@@ -238,7 +251,7 @@ export async function startHarness(settings: DownloadSettings, share?: Pick<Harn
       await queue.add('download', payload, { jobId: id, attempts, backoff: { type: 'fixed', delay: 0 } });
       return id;
     },
-    async settle(id, timeoutMs = 20_000) {
+    async settle(id, timeoutMs = 30_000) {
       await waitFor(async () => ['completed', 'failed'].includes(await state(id)), timeoutMs, `${id} settled`);
       return (await queue.getJob(id))!;
     },

@@ -4,8 +4,11 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeFixture, payload, rand, redisUrl, serve, startServer, tempDir, waitFor, type Fixture, type TestServer } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 60_000 });
 
 const server = fileURLToPath(new URL('../dist/server.js', import.meta.url));
 
@@ -46,7 +49,7 @@ async function runWorker(env: Record<string, string>, jobs: Array<{ jobId: strin
     for (const j of jobs) {
       const id = `${j.jobId}_download_g0`;
       await queue.add('download', payload(j.jobId, j.url), { jobId: id, attempts: 2 });
-      await waitFor(async () => ['completed', 'failed'].includes((await (await queue.getJob(id))?.getState()) ?? ''), 15_000, `${id} settled`);
+      await waitFor(async () => ['completed', 'failed'].includes((await (await queue.getJob(id))?.getState()) ?? ''), 30_000, `${id} settled`);
       const job = (await queue.getJob(id))!;
       results.push({ state: await job.getState(), returnvalue: job.returnvalue, failedReason: job.failedReason, attemptsMade: job.attemptsMade });
     }

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
 import {
   closeRedis,
@@ -11,6 +11,9 @@ import {
 } from '../src/connections.js';
 import { createStageQueues } from '../src/stage-queues.js';
 import { capturingLogger, closedPort, downloadPayload, rand, redisUrl, startHungRedis, uniqueJobId, uniquePrefix, waitFor } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 60_000 });
 
 const open: Redis[] = [];
 const track = (r: Redis) => (open.push(r), r);
@@ -96,7 +99,10 @@ describe('redis connection roles', () => {
     const r = track(
       createRedisConnection(`redis://127.0.0.1:${await closedPort()}`, 'worker', { logger, retryBaseDelayMs: 10, retryMaxDelayMs: 20 }),
     );
-    await new Promise((res) => setTimeout(res, 300));
+    // Wait for a run of identical errors (counted on a listener of our own), not a fixed time.
+    let seen = 0;
+    r.on('error', () => void seen++);
+    await waitFor(() => seen >= 5);
     const errors = logger.entries.filter((e) => e.msg === 'redis connection error');
     expect(errors.length).toBe(1);
     expect(errors[0]!.obj).toMatchObject({ redisRole: 'worker', connectionName: 'dubgate:worker' });
@@ -123,9 +129,20 @@ describe('pingWithTimeout', () => {
     try {
       const r = track(createRedisConnection(hung.url, 'worker', { logger: capturingLogger() }));
       await waitForReady(r);
-      const started = Date.now();
-      expect(await pingWithTimeout(r, 300)).toBe(false);
-      expect(Date.now() - started).toBeLessThan(600);
+      // Fake timers for the bound itself: exact, whatever the machine's load (the server never
+      // answers, so only the timer can settle it).
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      let result: boolean | undefined;
+      try {
+        const pinging = pingWithTimeout(r, 300).then((v) => (result = v));
+        await vi.advanceTimersByTimeAsync(299);
+        expect(result).toBeUndefined();
+        await vi.advanceTimersByTimeAsync(1);
+        await pinging;
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(result).toBe(false);
       // The pending PING must not keep the socket alive past close.
       await closeRedis(r, 200);
       expect(r.status).toBe('end');

@@ -1,7 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Redis } from 'ioredis';
 import { createFanoutPublisher, FANOUT_MAX_BYTES, fanoutChannel, parseFanoutMessage } from '../src/fanout.js';
 import { rand, redisUrl } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 90_000 });
 
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
@@ -36,7 +39,7 @@ describe('fan-out publisher', () => {
     for (let i = 0; i < 5; i++) expect(fanout.emit([`job:j${i}`], 'progress', progress(i))).toBe(true);
     expect(fanout.emit(['user:u', 'admins'], 'job_removed', { jobId: 'x' })).toBe(true);
     await fanout.flushed();
-    await expect.poll(() => messages.length).toBe(1);
+    await expect.poll(() => messages.length, { timeout: 30_000 }).toBe(1);
     const parsed = parseFanoutMessage(messages[0]!);
     expect(parsed.ok && parsed.events.map((e) => [e.rooms, e.event, e.payload])).toEqual([
       ...[0, 1, 2, 3, 4].map((i) => [[`job:j${i}`], 'progress', progress(i)]),
@@ -46,7 +49,7 @@ describe('fan-out publisher', () => {
     // The next turn is the next message.
     fanout.emit(['job:j9'], 'progress', progress(9));
     await fanout.flushed();
-    await expect.poll(() => messages.length).toBe(2);
+    await expect.poll(() => messages.length, { timeout: 30_000 }).toBe(2);
   });
 
   it('cuts batches at the event and byte limits, losing nothing and keeping the order', async () => {
@@ -57,8 +60,9 @@ describe('fan-out publisher', () => {
     fanout.emit(['job:big'], 'log', { jobId: 'big', level: 'info', message: 'x'.repeat(700), timestamp: new Date().toISOString() });
     fanout.emit(['job:last'], 'progress', progress(99));
     await fanout.flushed();
-    await expect.poll(() => messages.length).toBeGreaterThanOrEqual(4);
-    await new Promise((r) => setTimeout(r, 50));
+    // Batches go out in order on one connection: once the one with the last event is in, all are.
+    await expect.poll(() => messages.some((m) => m.includes('job:last')), { timeout: 30_000 }).toBe(true);
+    expect(messages.length).toBeGreaterThanOrEqual(4);
     const batches = messages.map((m) => parseFanoutMessage(m));
     expect(batches.every((b) => b.ok)).toBe(true);
     const events = batches.flatMap((b) => (b.ok ? b.events : []));

@@ -61,7 +61,11 @@ export function muxPayload(jobId: string, generation = 0): MuxPayload {
   return { jobId, generation, workDir: jobId, mediaPath: `${jobId}/source.mp4`, outputContainer: 'mp4' };
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, stepMs = 20): Promise<void> {
+/**
+ * Polls `cond` until it holds. The default deadline is generous (two packages' suites share 2
+ * cores): a wait returns as soon as the condition holds, so it costs nothing when all is well.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, stepMs = 20): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createRedisConnection, closeRedis, waitForReady } from '../src/connections.js';
 import { createStageQueues } from '../src/stage-queues.js';
 import { createEventPublisher } from '../src/publisher.js';
@@ -33,6 +33,9 @@ function downloadItem(id: number, jobId: string): OutboxItem {
     },
   };
 }
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 90_000 });
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -80,8 +83,11 @@ describe('outbox delivery', () => {
     // Delivering the same rows again (a crash after enqueue, before removeDelivered) adds nothing.
     await delivery.deliver([downloadItem(1, jobId)]);
     expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(1);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(received).toEqual([JSON.stringify({ hello: 'world' })]);
+    // A marker published last on the same connection: once it is received, every publish the
+    // drains made has been received too (one connection, delivered in order).
+    await redis.publish(channel, 'marker');
+    await expect.poll(() => received.includes('marker'), { timeout: 30_000 }).toBe(true);
+    expect(received).toEqual([JSON.stringify({ hello: 'world' }), 'marker']);
   });
 
   it('leaves rows younger than the grace period to their writer', async () => {
@@ -164,7 +170,7 @@ describe('outbox delivery', () => {
     expect(rows.find((r) => r.item.id === bad.id)!.errors).toHaveLength(1);
 
     expect(await queues.queues.download.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(30);
-    await expect.poll(() => received.length, { timeout: 5_000 }).toBe(60);
+    await expect.poll(() => received.length, { timeout: 30_000 }).toBe(60);
     await Promise.all(checks);
     for (const jobId of jobIds) {
       const mine = received.filter((m) => m.jobId === jobId);

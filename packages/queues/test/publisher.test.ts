@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Redis } from 'ioredis';
 import {
   ALL_EVENT_CHANNELS,
@@ -17,6 +17,9 @@ import {
 } from '../src/publisher.js';
 import { ContractValidationError } from '../src/validation.js';
 import { capturingLogger, rand, redisUrl, uniqueJobId, waitFor } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 90_000 });
 
 let pub: Redis;
 let sub: Redis;
@@ -130,9 +133,10 @@ describe('event publisher and subscriber', () => {
     });
 
     // Nothing of the above was published: a marker sent afterwards is the only thing received.
+    // One connection delivers in publish order, so once the marker is in, anything sent before
+    // it would be too: no pause needed.
     await publisher.publish(EVENT_CHANNELS.log, good['events:log']);
-    await waitFor(() => received.length === 1);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => received.length >= 1);
     expect(received.map((e) => e.channel)).toEqual([EVENT_CHANNELS.log]);
   });
 
@@ -185,14 +189,16 @@ describe('event publisher and subscriber', () => {
     const line = list.split('\n').find((l) => l.includes(`name=${subName} `));
     const id = /(?:^|\s)id=(\d+)/.exec(line ?? '')?.[1];
     expect(id).toBeDefined();
+    // Listened for before the kill: ioredis may be back to 'ready' before a poll would see it down.
+    const closed = new Promise<void>((resolve) => sub.once('close', () => resolve()));
     await admin.client('KILL', 'ID', id!);
-    await waitFor(() => sub.status !== 'ready', 2_000);
-    await waitForReady(sub);
+    await closed;
+    await waitForReady(sub, 30_000);
     const publisher = createEventPublisher(pub);
     await waitFor(async () => {
       await publisher.publish(EVENT_CHANNELS.log, messages(jobId)['events:log']);
       return received.length > 0;
-    }, 5_000, 100);
+    }, 30_000, 100);
   });
 
   it('stops delivering after close(), which is safe twice', async () => {
@@ -200,8 +206,16 @@ describe('event publisher and subscriber', () => {
     await s.ready;
     await Promise.all([s.close(), s.close()]);
     await s.close();
+    // A listener of our own on the same connection, subscribed again: once it has the message,
+    // ioredis has emitted it to every listener, so a closed subscriber that still delivered
+    // would have done so by then (instead of a pause that only hopes for it).
+    const raw: string[] = [];
+    const probe = (_channel: string, text: string) => void raw.push(text);
+    sub.on('message', probe);
+    await sub.subscribe(EVENT_CHANNELS.log);
     await createEventPublisher(pub).publish(EVENT_CHANNELS.log, messages(jobId)['events:log']);
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(() => raw.some((text) => text.includes(jobId)));
+    sub.off('message', probe);
     expect(received).toEqual([]);
     expect(() => createEventSubscriber(sub, ['events:nope' as never], () => {})).toThrow(/unknown channel/);
     expect(() => createEventSubscriber(sub, [], () => {})).toThrow();

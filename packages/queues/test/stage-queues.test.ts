@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { closeRedis, createRedisConnection, waitForReady } from '../src/connections.js';
@@ -17,6 +17,9 @@ import {
   uniquePrefix,
   waitFor,
 } from './helpers.js';
+
+// Above the sum of a test's waits (generous deadlines that return as soon as the condition holds).
+vi.setConfig({ testTimeout: 90_000, hookTimeout: 60_000 });
 
 let prefix: string;
 let producer: Redis;
@@ -230,6 +233,9 @@ describe('createStageQueues', () => {
       return { mediaPath: `${jobId}/source.mp4`, sizeBytes: 1 };
     });
     await queues.enqueue('download', downloadPayload(jobId));
+    // Proving that something does not happen: a paused queue emits nothing to wait for, so the
+    // worker (up and polling, below) gets a fixed while to (wrongly) take the job.
+    await workers.at(-1)!.waitUntilReady();
     await new Promise((r) => setTimeout(r, 300));
     expect(taken).toBe(0);
     await queues.resume('download');

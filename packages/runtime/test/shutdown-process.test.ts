@@ -24,8 +24,9 @@ function script(stepMs: number, timeoutMs: number): string {
 
 async function runChild(stepMs: number, timeoutMs: number, signals: NodeJS.Signals[]) {
   const child = spawn(process.execPath, ['--input-type=module', '-e', script(stepMs, timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  // Listen before signalling: the second-signal case exits within milliseconds.
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  // Listen before signalling: the second-signal case exits within milliseconds. 'close', not
+  // 'exit': it comes once stdout is read to the end, so the last log lines are in `out`.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   let out = '';
   child.stdout.setEncoding('utf8');
   let err = '';
@@ -36,6 +37,21 @@ async function runChild(stepMs: number, timeoutMs: number, signals: NodeJS.Signa
       if (out.includes('"msg":"ready"')) resolve();
     });
   });
+  const waitForOutput = (text: string) =>
+    Promise.race([
+      new Promise<void>((resolve) => {
+        if (out.includes(text)) return resolve();
+        const onData = () => {
+          if (!out.includes(text)) return;
+          child.stdout.off('data', onData);
+          resolve();
+        };
+        child.stdout.on('data', onData);
+      }),
+      exited.then(() => {
+        throw new Error(`child exited before it printed ${text}: ${out}${err}`);
+      }),
+    ]);
   await Promise.race([
     ready,
     exited.then(() => {
@@ -43,9 +59,12 @@ async function runChild(stepMs: number, timeoutMs: number, signals: NodeJS.Signa
     }),
   ]);
   const started = Date.now();
-  for (const signal of signals) {
+  for (const [i, signal] of signals.entries()) {
     child.kill(signal);
-    await new Promise((r) => setTimeout(r, 20));
+    // Two signals of one kind that are pending together are delivered once: before the next
+    // one, wait until the child logged that it handled this one (a fixed pause is not enough
+    // on a loaded machine, where the child may not run for a while).
+    if (i < signals.length - 1) await waitForOutput(`"msg":"received ${signal}"`);
   }
   const code = await exited;
   const messages = out.trim().split('\n').map((l) => (JSON.parse(l) as { msg: string }).msg);

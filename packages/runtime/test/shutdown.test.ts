@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../src/logger.js';
 import { callOnce, closeAll, createShutdown } from '../src/shutdown.js';
 
@@ -15,6 +15,16 @@ function setup(timeoutMs = 1000) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+// These tests are about time budgets: fake timers (setTimeout, Date and performance.now, which
+// shutdown's clock reads) make every duration exact, whatever the machine's load. A test moves
+// time on with advanceTimersByTimeAsync, which also runs the promise callbacks in between.
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe('createShutdown', () => {
   it('runs steps last-added first and exits 0', async () => {
     const { shutdown, exit, logs } = setup();
@@ -25,7 +35,9 @@ describe('createShutdown', () => {
       order.push('redis');
     });
     shutdown.add('http', () => void order.push('http'));
-    const report = await shutdown.run('test');
+    const running = shutdown.run('test');
+    await vi.advanceTimersByTimeAsync(5);
+    const report = await running;
     expect(order).toEqual(['http', 'redis', 'sqlite']);
     expect(report).toMatchObject({ reason: 'test', code: 0, timedOut: false });
     expect(report.steps.map((s) => [s.name, s.status])).toEqual([
@@ -66,10 +78,14 @@ describe('createShutdown', () => {
     shutdown.add('sqlite', () => void ran.push('sqlite')); // synchronous close still happens
     shutdown.add('worker', () => new Promise(() => {})); // never settles
     const started = Date.now();
-    const report = await shutdown.run('SIGTERM');
+    const running = shutdown.run('SIGTERM');
+    await vi.advanceTimersByTimeAsync(99);
+    expect(exit).not.toHaveBeenCalled(); // still within the budget
+    await vi.advanceTimersByTimeAsync(1);
+    const report = await running;
     const elapsed = Date.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(90);
-    expect(elapsed).toBeLessThan(2000); // generous: loaded CI machines delay timers
+    expect(elapsed).toBeLessThan(2000);
     expect(report.timedOut).toBe(true);
     expect(report.steps.map((s) => [s.name, s.status])).toEqual([
       ['worker', 'timeout'],
@@ -83,7 +99,9 @@ describe('createShutdown', () => {
     const { shutdown } = setup(300);
     shutdown.add('second', () => sleep(5000));
     shutdown.add('first', () => sleep(20));
-    const report = await shutdown.run('x');
+    const running = shutdown.run('x');
+    await vi.advanceTimersByTimeAsync(300);
+    const report = await running;
     expect(report.steps.map((s) => s.status)).toEqual(['ok', 'timeout']);
     // the second step got what the first left, not a fresh 300 ms
     expect(report.steps[1]!.durationMs).toBeLessThan(295);
@@ -98,6 +116,7 @@ describe('createShutdown', () => {
     const second = shutdown.run('b');
     expect(second).toBe(first);
     expect(shutdown.started).toBe(true);
+    await vi.advanceTimersByTimeAsync(10);
     expect((await second).reason).toBe('a');
     expect(step).toHaveBeenCalledTimes(1);
     expect(exit).toHaveBeenCalledTimes(1);
@@ -127,7 +146,7 @@ describe('listen', () => {
     expect(shutdown.listen()).toBe(unlisten);
     signals.emit('SIGTERM', 'SIGTERM');
     expect(shutdown.started).toBe(true);
-    await sleep(5);
+    await vi.advanceTimersByTimeAsync(5);
     expect(exit).not.toHaveBeenCalled();
     signals.emit('SIGINT', 'SIGINT');
     expect(exit).toHaveBeenCalledWith(1);
@@ -161,7 +180,9 @@ describe('listen', () => {
     shutdown.listen();
     signals.emit('SIGTERM', 'SIGTERM');
     signals.emit('unhandledRejection', new Error('late'));
-    const report = await shutdown.run('x');
+    const running = shutdown.run('x');
+    await vi.advanceTimersByTimeAsync(10);
+    const report = await running;
     expect(report.reason).toBe('SIGTERM');
     expect(report.code).toBe(1);
     expect(exit).toHaveBeenCalledTimes(1);

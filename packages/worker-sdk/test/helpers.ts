@@ -23,7 +23,11 @@ export const rand = (): string => randomBytes(4).toString('hex');
 export const uniquePrefix = (): string => `q-sdk-${rand()}`;
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 8_000, what = 'condition', stepMs = 20): Promise<void> {
+/**
+ * Polls `cond` until it holds. The default deadline is generous (the suites run two packages at
+ * once on 2 cores): a wait returns as soon as the condition holds, so it costs nothing when all is well.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition', stepMs = 20): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > until) throw new Error(`${what} not met within ${timeoutMs} ms`);

@@ -2,7 +2,7 @@
 // shapes, retries and permanent failures, checkpoints, cancellation and shutdown hand-back.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Stage } from '@dubgate/contracts/states';
 import type { StageResults } from '@dubgate/contracts/stages';
 import { createMetrics } from '@dubgate/runtime/metrics';
@@ -25,6 +25,10 @@ import {
   uniquePrefix,
   waitFor,
 } from './helpers.js';
+
+// The waits below have generous deadlines (a wait returns as soon as its condition holds); the
+// test timeout stays above their sum, so a failure names what it waited for.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 60_000 });
 
 type Cleanup = () => unknown;
 let cleanups: Cleanup[] = [];
@@ -94,12 +98,13 @@ describe('a stage run', () => {
       return { mediaPath: ctx.relativePath(path), sizeBytes: 5 };
     });
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId));
-    await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'completed', 8_000, 'completed');
+    await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'completed', undefined, 'completed');
     const job = await t.prod.job(`${jobId}_download_g0`);
     expect(job?.returnvalue).toEqual({ mediaPath: `${jobId}/source.mp4`, sizeBytes: 5 });
     expect(seen).toMatchObject({ payload: downloadPayload(jobId), stage: 'download', attempt: 1, queueJobId: `${jobId}_download_g0`, workDir: join(t.mediaRoot, jobId), mediaRoot: t.mediaRoot });
 
-    await waitFor(() => t.events.of(jobId, 'events:progress').some((m) => m.message.payload.final === true), 3_000, 'final progress');
+    await waitFor(() => t.events.of(jobId, 'events:progress').some((m) => m.message.payload.final === true), undefined, 'final progress');
+    // Everything of this run was published before the final progress, on one connection, in order.
     const all = t.events.of(jobId);
     for (const m of all) expect(m.errors, `${m.channel} ${JSON.stringify(m.message)}`).toEqual([]);
     const progress = t.events.of(jobId, 'events:progress').map((m) => m.message.payload);
@@ -127,7 +132,8 @@ describe('a stage run', () => {
     );
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId));
     await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'completed');
-    await sleep(100);
+    // The final progress is the last message of the run (published in order on one connection).
+    await waitFor(() => t.events.of(jobId, 'events:progress').some((m) => m.message.payload.final === true), undefined, 'final progress');
     const progress = t.events.of(jobId, 'events:progress').map((m) => m.message.payload);
     // The first at once, the latest (100) after the interval, then the final one.
     expect(progress.map((p) => p.percent)).toEqual([0, 100, 100]);
@@ -149,7 +155,7 @@ describe('a stage run', () => {
     expect(job?.attemptsMade).toBe(1);
     expect(job?.failedReason).toMatch(/^PERMANENT: invalid payload: \/formatPreset/);
     expect(job?.stacktrace?.at(-1)).toMatch(/^UnrecoverableError/);
-    await waitFor(() => t.events.of(jobId, 'events:error').length > 0, 2_000, 'error event');
+    await waitFor(() => t.events.of(jobId, 'events:error').length > 0, undefined, 'error event');
     const [err] = t.events.of(jobId, 'events:error');
     expect(err?.valid).toBe(true);
     expect(err?.message.payload).toMatchObject({ code: 'PAYLOAD_INVALID', stage: 'download', permanent: true });
@@ -165,13 +171,14 @@ describe('a stage run', () => {
     });
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId), { attempts: 3 });
     await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'failed');
-    await sleep(300);
+    // 'failed' is final: a retry would have moved the job to delayed or waiting instead, so no
+    // later run can follow and there is nothing to wait for.
     const job = await t.prod.job(`${jobId}_download_g0`);
     expect(calls).toBe(1);
     expect(await t.prod.state(`${jobId}_download_g0`)).toBe('failed');
     expect(job?.attemptsMade).toBe(1);
     expect(job?.failedReason).toBe('PERMANENT: the URL is a web page');
-    await waitFor(() => t.events.of(jobId, 'events:error').length > 0, 2_000, 'error event');
+    await waitFor(() => t.events.of(jobId, 'events:error').length > 0, undefined, 'error event');
     expect(t.events.of(jobId, 'events:error')[0]?.message.payload).toEqual({
       code: 'EXTRACTOR_MISSING',
       message: 'the URL is a web page',
@@ -192,6 +199,8 @@ describe('a stage run', () => {
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId), { attempts: 3 });
     await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'completed');
     expect(attempts).toEqual([1, 2]);
+    // Published during the first run; the subscriber receives it asynchronously.
+    await waitFor(() => t.events.of(jobId, 'events:error').length > 0, undefined, 'error event');
     const errors = t.events.of(jobId, 'events:error').map((m) => m.message.payload);
     expect(errors).toEqual([{ code: 'STAGE_FAILED', message: 'connection reset', stage: 'download', permanent: false }]);
   });
@@ -212,7 +221,7 @@ describe('a stage run', () => {
     expect(ja?.attemptsMade).toBe(1);
     expect(ja?.failedReason).toMatch(/^PERMANENT: the download stage returned an invalid result \(\/mediaPath/);
     expect(jb?.failedReason).toMatch(/^PERMANENT: .*missing\.mp4.*not a file under MEDIA_ROOT/);
-    await waitFor(() => t.events.of(a, 'events:error').length > 0, 2_000, 'error event');
+    await waitFor(() => t.events.of(a, 'events:error').length > 0, undefined, 'error event');
     expect(t.events.of(a, 'events:error')[0]?.message.payload).toMatchObject({ code: 'RESULT_INVALID', permanent: true });
   });
 
@@ -273,7 +282,7 @@ describe('cancellation', () => {
       throw new Error('unreachable');
     });
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId), { attempts: 3 });
-    await waitFor(() => childStarted, 8_000, 'stage started');
+    await waitFor(() => childStarted, undefined, 'stage started');
     const t0 = Date.now();
     await publishCancel({ jobId, reason: 'canceled by user' });
     await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'failed', 5_000, 'failed after cancel');
@@ -281,9 +290,11 @@ describe('cancellation', () => {
     const job = await t.prod.job(`${jobId}_download_g0`);
     expect(job?.failedReason).toBe('PERMANENT: canceled');
     expect(job?.stacktrace?.at(-1)).toMatch(/^UnrecoverableError/);
-    await sleep(500);
+    // 'failed' is final (a retry would have moved it to delayed or waiting): no second run can follow.
     expect(calls).toBe(1);
     expect(await t.prod.state(`${jobId}_download_g0`)).toBe('failed');
+    // Published before the job failed; the subscriber receives it asynchronously.
+    await waitFor(() => t.events.of(jobId, 'events:log').length > 0, undefined, 'log event');
     const logs = t.events.of(jobId, 'events:log').map((m) => m.message.payload.message);
     expect(logs).toContain('canceled: canceled by user');
   });
@@ -292,20 +303,25 @@ describe('cancellation', () => {
     const t = await setup('download');
     const jobId = jobIdOf();
     let started = false;
+    let abortedAt: number | undefined;
     await t.worker(
-      async () => {
+      async (ctx) => {
         started = true;
+        // Only noted: the stage goes on ignoring its signal.
+        ctx.signal.addEventListener('abort', () => (abortedAt = Date.now()));
         await sleep(20_000);
         throw new Error('late');
       },
       { abortGraceMs: 500 },
     );
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId), { attempts: 3 });
-    await waitFor(() => started, 8_000, 'stage started');
-    const t0 = Date.now();
+    await waitFor(() => started, undefined, 'stage started');
     await publishCancel({ jobId, reason: 'stop' });
+    // The grace period runs from the abort, so it is measured from there (not from before the
+    // test's own connection to publish the cancel was even set up).
+    await waitFor(() => abortedAt !== undefined, undefined, 'stage aborted');
     await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'failed', 5_000, 'failed after cancel');
-    expect(Date.now() - t0).toBeLessThan(2_000);
+    expect(Date.now() - abortedAt!).toBeLessThan(2_000);
     expect((await t.prod.job(`${jobId}_download_g0`))?.failedReason).toBe('PERMANENT: canceled');
   });
 
@@ -313,6 +329,9 @@ describe('cancellation', () => {
     const t = await setup('download');
     const a = jobIdOf();
     const b = jobIdOf();
+    // A third run whose cancel, sent after the one under test, proves that one was handled: the
+    // worker's cancel subscription gets messages in the order they were published.
+    const marker = jobIdOf();
     const running = new Set<string>();
     const w = await t.worker(
       async (ctx) => {
@@ -320,35 +339,48 @@ describe('cancellation', () => {
         await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted'))));
         throw new Error('unreachable');
       },
-      { concurrency: 2 },
+      { concurrency: 3 },
     );
     await t.prod.add(`${a}_download_g0`, downloadPayload(a), { attempts: 3 });
     await t.prod.add(`${b}_download_g0`, downloadPayload(b), { attempts: 3 });
-    await waitFor(() => running.size === 2, 8_000, 'both running');
+    await t.prod.add(`${marker}_download_g0`, downloadPayload(marker), { attempts: 3 });
+    await waitFor(() => running.size === 3, undefined, 'all three running');
     await publishCancel({ jobId: a, stageJobId: `${a}_download_g7`, reason: 'other generation' });
-    await sleep(300);
+    await publishCancel({ jobId: marker, stageJobId: `${marker}_download_g0`, reason: 'marker' });
+    await waitFor(async () => (await t.prod.state(`${marker}_download_g0`)) === 'failed', undefined, 'marker failed');
     expect(w.activeCount()).toBe(2);
+    expect(await t.prod.state(`${a}_download_g0`)).toBe('active');
     await publishCancel({ jobId: a, stageJobId: `${a}_download_g0`, reason: 'this one' });
-    await waitFor(async () => (await t.prod.state(`${a}_download_g0`)) === 'failed', 5_000, 'a failed');
+    await waitFor(async () => (await t.prod.state(`${a}_download_g0`)) === 'failed', undefined, 'a failed');
     expect(await t.prod.state(`${b}_download_g0`)).toBe('active');
     expect(w.worker.cancelJob(`${b}_download_g0`, 'by BullMQ')).toBe(true);
-    await waitFor(async () => (await t.prod.state(`${b}_download_g0`)) === 'failed', 5_000, 'b failed');
+    await waitFor(async () => (await t.prod.state(`${b}_download_g0`)) === 'failed', undefined, 'b failed');
     expect((await t.prod.job(`${b}_download_g0`))?.failedReason).toBe('PERMANENT: canceled');
   });
 
   it('refuses a job that a cancel reached before a worker took it', async () => {
     const t = await setup('download');
     const jobId = jobIdOf();
+    // Keeps the worker (concurrency 1) busy, so it can only take the job after the cancel was
+    // handled: the blocker's own cancel, published after the job's, is received after it.
+    const blocker = jobIdOf();
+    let blockerStarted = false;
     let calls = 0;
-    await t.worker(async () => {
+    await t.worker(async (ctx) => {
+      if (ctx.payload.jobId === blocker) {
+        blockerStarted = true;
+        await new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted'))));
+      }
       calls++;
       return { mediaPath: t.file(jobId, 'source.mp4'), sizeBytes: 1 };
     });
-    // Delayed: the worker can only take it after the cancel went out.
-    await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId), { attempts: 3, delay: 600 });
-    await sleep(20);
+    await t.prod.add(`${blocker}_download_g0`, downloadPayload(blocker), { attempts: 3 });
+    await waitFor(() => blockerStarted, undefined, 'blocker running');
+    await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId), { attempts: 3 });
     await publishCancel({ jobId, reason: 'canceled while queued' });
-    await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'failed', 5_000, 'failed');
+    await publishCancel({ jobId: blocker, reason: 'frees the worker' });
+    await waitFor(async () => (await t.prod.state(`${jobId}_download_g0`)) === 'failed', undefined, 'failed');
+    expect(await t.prod.state(`${blocker}_download_g0`)).toBe('failed');
     expect(calls).toBe(0);
     expect((await t.prod.job(`${jobId}_download_g0`))?.failedReason).toBe('PERMANENT: canceled');
   });
@@ -368,7 +400,7 @@ describe('shutdown', () => {
       { shutdownTimeoutMs: 5_000 },
     );
     await t.prod.add(`${jobId}_download_g0`, downloadPayload(jobId));
-    await waitFor(() => started, 8_000, 'started');
+    await waitFor(() => started, undefined, 'started');
     await w.close();
     expect(await t.prod.state(`${jobId}_download_g0`)).toBe('completed');
   });
@@ -389,7 +421,7 @@ describe('shutdown', () => {
       { shutdownTimeoutMs: 300 },
     );
     await t.prod.add(id, downloadPayload(jobId), { attempts: 2 });
-    await waitFor(() => startedA, 8_000, 'started on A');
+    await waitFor(() => startedA, undefined, 'started on A');
     const t0 = Date.now();
     await a.close();
     expect(Date.now() - t0).toBeLessThan(3_000);
@@ -403,7 +435,7 @@ describe('shutdown', () => {
       attemptsOnB.push(ctx.attempt);
       return { mediaPath: t.file(ctx.payload.jobId, 'source.mp4'), sizeBytes: 1 };
     });
-    await waitFor(async () => (await t.prod.state(id)) === 'completed', 8_000, 'completed on B');
+    await waitFor(async () => (await t.prod.state(id)) === 'completed', undefined, 'completed on B');
     expect(attemptsOnB).toEqual([1]);
     const done = await t.prod.job(id);
     // BullMQ counts the finished run; the handed-back one counted nothing.
@@ -444,9 +476,10 @@ describe('metrics', () => {
       { metrics },
     );
     await t.prod.add(`${ok}_download_g0`, downloadPayload(ok));
-    await waitFor(async () => (await t.prod.state(`${ok}_download_g0`)) === 'active');
-    await sleep(50);
-    expect(metricValue((await metrics.render()).body, 'dubgate_worker_active_jobs', { stage: 'download' })).toBe(1);
+    // BullMQ marks the job active before the processor (which counts it) runs: wait for the gauge.
+    const activeJobs = async () => metricValue((await metrics.render()).body, 'dubgate_worker_active_jobs', { stage: 'download' });
+    await waitFor(async () => (await activeJobs()) === 1, undefined, 'active gauge at 1');
+    expect(await activeJobs()).toBe(1);
     release();
     await waitFor(async () => (await t.prod.state(`${ok}_download_g0`)) === 'completed');
     await t.prod.add(`${bad}_download_g0`, downloadPayload(bad));
