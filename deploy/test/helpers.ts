@@ -5,7 +5,7 @@
  * address (so nginx sees distinct clients on 127.0.0.0/8), and cleanup of everything started.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -32,7 +32,9 @@ export function commandExists(cmd: string): boolean {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 15_000, everyMs = 100): Promise<NonNullable<T>> {
+// Deadlines are generous (a wait returns as soon as its condition holds): the machine has two
+// cores and other suites run at the same time.
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 60_000, everyMs = 100): Promise<NonNullable<T>> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -93,10 +95,26 @@ function portFree(port: number): Promise<boolean> {
 
 const handedOut = new Set<number>();
 
+/**
+ * Where ports are drawn from: below the kernel's ephemeral range (ip_local_port_range), so that
+ * no outgoing connection and no `listen(0)` of another process running meanwhile (the other
+ * suites take their ports that way) can be handed one of ours between the check and the use.
+ */
+function portPool(): { from: number; to: number } {
+  let ephemeralStart = 32_768;
+  try {
+    ephemeralStart = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralStart;
+  } catch {
+    /* not Linux: the usual default */
+  }
+  return ephemeralStart > 12_000 ? { from: 10_000, to: ephemeralStart - 1 } : { from: 20_000, to: 50_000 };
+}
+
 /** `count` consecutive free ports (PM2 gives instance i the port base + i), never a default one. */
 export async function freePortRange(count: number): Promise<number> {
+  const pool = portPool();
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = pool.from + Math.floor(Math.random() * (pool.to - pool.from - count));
     const ports = Array.from({ length: count }, (_, i) => base + i);
     if (ports.some((p) => handedOut.has(p))) continue;
     let ok = true;
@@ -127,7 +145,10 @@ export interface Proc {
   readonly lines: string[];
   /** Resolves when the process sent 'ready' (rejects if it exits first). */
   readonly ready: Promise<void>;
-  /** Resolves with the exit code and signal. */
+  /**
+   * Resolves with the exit code and signal once the process has exited AND its stdout and stderr
+   * have been read to the end: its last log lines (written just before it exits) are in `lines`.
+   */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly running: boolean;
   output(): string;
@@ -148,35 +169,51 @@ export function startProcess(
   });
   const lines: string[] = [];
   let running = true;
-  const collect = (stream: NodeJS.ReadableStream | null) => {
+  const collect = (stream: NodeJS.ReadableStream | null): Promise<void> => {
+    if (!stream) return Promise.resolve();
     let buf = '';
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk: string) => {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
       buf += chunk;
       const parts = buf.split('\n');
       buf = parts.pop() ?? '';
       lines.push(...parts);
     });
-    stream?.on('end', () => {
-      if (buf) lines.push(buf);
+    return new Promise<void>((resolveEnd) => {
+      stream.on('end', () => {
+        if (buf) lines.push(buf);
+        buf = '';
+        resolveEnd();
+      });
+      stream.on('close', () => resolveEnd());
     });
   };
-  collect(child.stdout);
-  collect(child.stderr);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
+  const drained = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  const exitedOnly = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolveExit) => {
     child.once('exit', (code, signal) => {
       running = false;
       resolveExit({ code, signal });
     });
+  });
+  // 'exit' can come before the pipes are read to the end. A child of the process that inherited
+  // them (nginx's workers) could keep them open after it exits: wait for the end of output only
+  // while that is plausible (the pipes end when the last holder exits; the cap is a safety net).
+  const exited = exitedOnly.then(async (r) => {
+    let cap: NodeJS.Timeout | undefined;
+    await Promise.race([drained, new Promise<void>((ok) => (cap = setTimeout(ok, 10_000)))]);
+    clearTimeout(cap);
+    return r;
   });
   const ready = new Promise<void>((resolveReady, rejectReady) => {
     if (!opts.ipc) {
       resolveReady();
       return;
     }
+    // Generous: a cold start of a built process on a loaded 2-core machine takes seconds.
+    const readyTimeoutMs = opts.readyTimeoutMs ?? 60_000;
     const timer = setTimeout(
-      () => rejectReady(new Error(`${name} sent no 'ready' within ${opts.readyTimeoutMs ?? 20_000} ms:\n${lines.slice(-20).join('\n')}`)),
-      opts.readyTimeoutMs ?? 20_000,
+      () => rejectReady(new Error(`${name} sent no 'ready' within ${readyTimeoutMs} ms:\n${lines.slice(-20).join('\n')}`)),
+      readyTimeoutMs,
     );
     child.on('message', (m) => {
       if (m === 'ready') {
@@ -184,7 +221,7 @@ export function startProcess(
         resolveReady();
       }
     });
-    void exited.then(({ code, signal }) => {
+    void exitedOnly.then(({ code, signal }) => {
       clearTimeout(timer);
       rejectReady(new Error(`${name} exited (${signal ?? code}) before it was ready:\n${lines.slice(-30).join('\n')}`));
     });
@@ -193,7 +230,7 @@ export function startProcess(
   onCleanup(async () => {
     if (!running) return;
     child.kill('SIGKILL');
-    await exited;
+    await exitedOnly;
   });
   return {
     name,
@@ -225,12 +262,14 @@ export async function startApp(app: AppName, env: NodeJS.ProcessEnv, name: strin
   return proc;
 }
 
-/** Sends SIGTERM and resolves with the exit and how long it took. */
+/** Sends SIGTERM and resolves with the exit (its output read to the end) and how long it took to exit. */
 export async function terminate(proc: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
   const t0 = Date.now();
+  let ms = 0;
+  proc.child.once('exit', () => (ms = Date.now() - t0));
   proc.child.kill(signal);
   const r = await proc.exited;
-  return { ...r, ms: Date.now() - t0 };
+  return { ...r, ms };
 }
 
 // -------------------------------------------------------------------------------------------
@@ -250,7 +289,7 @@ export async function startRedis(dir: string): Promise<RedisServer> {
     '--port', String(port), '--bind', '127.0.0.1', '--dir', join(dir, 'redis'),
     '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', '--daemonize', 'no',
   ]);
-  await waitFor('redis-server', () => spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.includes('PONG'), 10_000, 50);
+  await waitFor('redis-server', () => spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.includes('PONG'), 60_000, 50);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -317,7 +356,7 @@ export function http(
         res.on('error', reject);
       },
     );
-    req.setTimeout(opts.timeoutMs ?? 15_000, () => req.destroy(new Error(`timeout: ${opts.method ?? 'GET'} ${url}`)));
+    req.setTimeout(opts.timeoutMs ?? 30_000, () => req.destroy(new Error(`timeout: ${opts.method ?? 'GET'} ${url}`)));
     req.on('error', reject);
     if (payload !== undefined) req.write(payload);
     req.end();
@@ -365,8 +404,7 @@ export async function startNginx(opts: {
   const check = spawnSync('nginx', ['-t', '-p', opts.dir, '-c', confPath, '-e', join(opts.dir, 'logs', 'error.log')], { encoding: 'utf8' });
   if (check.status !== 0) throw new Error(`nginx -t failed:\n${check.stderr}`);
   const proc = startProcess('nginx', 'nginx', ['-p', opts.dir, '-c', confPath, '-e', join(opts.dir, 'logs', 'error.log'), '-g', 'daemon off;']);
-  await waitFor('nginx to listen', () => portFree(port).then((free) => !free), 10_000, 50);
-  const { readFileSync } = await import('node:fs');
+  await waitFor('nginx to listen', () => portFree(port).then((free) => !free), 60_000, 50);
   return {
     port,
     dir: opts.dir,

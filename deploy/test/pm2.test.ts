@@ -22,7 +22,6 @@ import {
   isBuilt,
   login,
   onCleanup,
-  sleep,
   startNginx,
   startRedis,
   tempDir,
@@ -62,7 +61,8 @@ function alive(pid: number): boolean {
   }
 }
 
-describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', () => {
+// Per test: above the sum of its waits (deadlines, reached only when something is wrong).
+describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', { timeout: 240_000 }, () => {
   let env: NodeJS.ProcessEnv;
   let dir: string;
   let nginx: Nginx;
@@ -123,7 +123,7 @@ describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', () => {
     const only = unbuilt.length ? ['--only', built.join(',')] : [];
     await pm2('start', 'ecosystem.config.js', ...only);
     startMs = Date.now() - t0;
-  });
+  }, 240_000); // starting every process on a loaded machine: a deadline, not an expectation
 
   afterAll(async () => {
     await cleanupAll();
@@ -168,11 +168,11 @@ describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', () => {
         const p = (await jlist()).find((x) => x.pm_id === before.pm_id);
         return p && p.pid && p.pid !== before.pid && p.pm2_env.status === 'online' ? p : null;
       },
-      20_000,
+      60_000,
       200,
     );
     expect(after.pm2_env.restart_time).toBeGreaterThan(before.pm2_env.restart_time);
-    await waitFor(`${victim} healthy`, async () => (await http(`http://127.0.0.1:${ports[victim]![0]}/healthz`)).status === 200, 15_000);
+    await waitFor(`${victim} healthy`, async () => (await http(`http://127.0.0.1:${ports[victim]![0]}/healthz`)).status === 200, 60_000);
   });
 
   it('reloads the api instance by instance without failing a request through nginx', async () => {
@@ -185,7 +185,7 @@ describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', () => {
     const hammer = async (path: string) => {
       while (!stop) {
         try {
-          const r = await http(`${base}${path}`, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 20_000 });
+          const r = await http(`${base}${path}`, { headers: { authorization: `Bearer ${token}` }, timeoutMs: 60_000 });
           results.push(r.status);
         } catch (err) {
           results.push(String(err));
@@ -193,11 +193,14 @@ describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', () => {
       }
     };
     const clients = [hammer('/healthz'), hammer('/api/jobs?limit=5'), hammer('/api/jobs?limit=5'), hammer('/healthz')];
-    await sleep(300);
+    // Load before and after the reload, counted in answers rather than in time (a loaded machine
+    // answers fewer requests per second): 30 before, 30 after, so more than 50 in all.
+    await waitFor('the clients to get 30 answers before the reload', () => results.length >= 30, 60_000, 20);
     const t0 = Date.now();
     await pm2('reload', 'api');
     const reloadMs = Date.now() - t0;
-    await sleep(500);
+    const afterReload = results.length;
+    await waitFor('the clients to get 30 answers after the reload', () => results.length >= afterReload + 30, 60_000, 20);
     stop = true;
     await Promise.all(clients);
 
@@ -228,7 +231,7 @@ describe.skipIf(missing.length > 0)('PM2 with ecosystem.config.js', () => {
     await pm2('delete', 'all');
     await pm2('kill');
 
-    await waitFor('every process to be gone', () => !pids.some(alive) && !alive(daemonPid), 15_000);
+    await waitFor('every process to be gone', () => !pids.some(alive) && !alive(daemonPid), 60_000);
     // The daemon's command line names its PM2_HOME; the apps' pids were checked above.
     const left = await run('pgrep', ['-af', join(dir, 'pm2')]).then(
       (r) => r.stdout.trim(),

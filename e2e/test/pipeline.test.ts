@@ -30,7 +30,7 @@ beforeAll(async () => {
   media = await startMediaServer(mediaDir, { names: ['slow.mp4'], chunk: 16 * 1024, everyMs: 100 });
   system = await startSystem({ env: { WORKER_LOCK_DURATION_MS: '3000', WORKER_STALLED_INTERVAL_MS: '1000' } });
   token = await system.token();
-});
+}, 300_000); // starting the system on a loaded machine: a deadline, not an expectation
 
 afterAll(async () => {
   await system?.stop();
@@ -76,11 +76,12 @@ function watch(socket: Socket, jobId: string) {
 }
 
 async function subscribe(socket: Socket, jobId: string) {
-  const ack = await socket.timeout(5_000).emitWithAck('subscribe', [jobId]);
+  const ack = await socket.timeout(30_000).emitWithAck('subscribe', [jobId]);
   expect(ack.results[0].accepted).toBe(true);
 }
 
-describe('a URL in, a finished and dubbed video out', () => {
+// Per test: above the sum of its waits (deadlines, reached only when something is wrong).
+describe('a URL in, a finished and dubbed video out', { timeout: 600_000 }, () => {
   it('goes through every state of the seed to COMPLETE with a dubbed track in the container', async () => {
     const socket = await system.socket(token);
     const added: string[] = [];
@@ -99,7 +100,7 @@ describe('a URL in, a finished and dubbed video out', () => {
       'DUBBED->MUXING',
       'MUXING->COMPLETE',
     ]);
-    await waitFor('the COMPLETE state_change on the socket', () => seen.states.includes('COMPLETE'), 10_000);
+    await waitFor('the COMPLETE state_change on the socket', () => seen.states.includes('COMPLETE'), 60_000);
     expect(added).toContain(job.id);
     expect(seen.progress.length).toBeGreaterThan(0);
 

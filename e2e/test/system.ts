@@ -7,9 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { io, type Socket } from 'socket.io-client';
 import { freePort, waitFor as pollUntil } from '@dubgate/test-support/net';
+import { startRedisServer, type RedisServer } from '@dubgate/test-support/redis-server';
 
 export const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -55,6 +55,8 @@ export interface System {
   startRedis(): Promise<void>;
   /** Whether the process of this app is running. */
   running(app: AppName): boolean;
+  /** Resolves when the app's current process exits (at once if it is not running). */
+  exited(app: AppName): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -63,24 +65,15 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
   const mediaRoot = join(dir, 'media');
   mkdirSync(mediaRoot, { recursive: true });
   mkdirSync(join(dir, 'logs'));
-  const redisPort = await freePort();
-  const redisArgs = ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--maxmemory-policy', 'noeviction'];
-  let redis: ChildProcess;
-  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  // AOF with fsync on every write: a SIGKILLed Redis comes back with everything acknowledged.
+  const redisOptions = { dir, args: ['--appendonly', 'yes', '--appendfsync', 'always', '--maxmemory-policy', 'noeviction'] };
+  let redis: RedisServer = await startRedisServer(redisOptions);
+  const redisUrl = redis.url;
+  // Again on the same port and directory (replays the AOF).
   async function startRedis() {
-    redis = spawn('redis-server', redisArgs, { stdio: 'ignore' });
-    await waitFor('redis', () => new Promise<boolean>((resolve) => {
-      const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); resolve(true); });
-      s.on('error', () => resolve(false));
-    }));
+    redis = await startRedisServer({ ...redisOptions, port: redis.port });
   }
-  async function killRedis() {
-    if (redis.exitCode !== null || redis.signalCode !== null) return;
-    const exited = new Promise((r) => redis.once('exit', r));
-    redis.kill('SIGKILL');
-    await exited;
-  }
-  await startRedis();
+  const killRedis = () => redis.kill();
 
   const ports = {} as Record<AppName, number>;
   for (const app of APPS) ports[app] = await freePort();
@@ -160,12 +153,17 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
     realtimeUrl: `http://127.0.0.1:${ports.realtime}`,
     adminPassword,
     dbPath: env.DB_PATH,
-    redisPort,
+    redisPort: redis.port,
     ports,
     api,
     killRedis,
     startRedis,
     running: (app) => children.has(app),
+    exited(app) {
+      const child = children.get(app);
+      if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+      return new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    },
     async token() {
       if (!adminToken) {
         const r = await api<{ token: string }>('POST', '/api/auth/login', { username: 'admin', password: adminPassword });
@@ -187,11 +185,7 @@ export async function startSystem(opts: { env?: Record<string, string>; apps?: A
     async stop() {
       for (const s of sockets) s.close();
       for (const app of [...children.keys()].reverse()) await kill(app, 'SIGTERM');
-      if (redis.exitCode === null && redis.signalCode === null) {
-        const exited = new Promise((r) => redis.once('exit', r));
-        redis.kill('SIGTERM');
-        await exited;
-      }
+      await redis.stop();
       if (!process.env.E2E_KEEP) rmSync(dir, { recursive: true, force: true });
     },
   };

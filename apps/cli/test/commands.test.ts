@@ -9,7 +9,7 @@ let sys: System;
 
 beforeAll(async () => {
   sys = await startSystem({ apps: ['api'] });
-});
+}, 240_000); // starting the system on a loaded machine: a deadline, not an expectation
 afterAll(async () => {
   await sys?.stop();
 });
@@ -42,7 +42,9 @@ async function loggedIn() {
 let urlSeq = 0;
 const testUrl = (tag = 'video') => `http://127.0.0.1:8089/${tag}-${Date.now()}-${++urlSeq}.mp4`;
 
-describe.concurrent('help and usage errors', () => {
+// Each test runs many CLI processes (some at once), all tests of a block at once, on a loaded
+// machine: a generous timeout per test (a run that works ends long before).
+describe.concurrent('help and usage errors', { timeout: 180_000 }, () => {
   it('prints help for the CLI and for each command, exit 0', async () => {
     const main = await sys.cli(['--help']);
     expect(main.code).toBe(0);
@@ -91,7 +93,7 @@ describe.concurrent('help and usage errors', () => {
   });
 });
 
-describe.concurrent('authentication and configuration', () => {
+describe.concurrent('authentication and configuration', { timeout: 180_000 }, () => {
   it('login stores the session in a 0600 config file in a 0700 directory; logout forgets it', async () => {
     const h = sys.home();
     const r = await sys.cli(['login', '--username', 'admin', '--password-stdin', '--json'], { env: h.env, input: `${ADMIN_PASSWORD}\n` });
@@ -219,7 +221,7 @@ describe.concurrent('authentication and configuration', () => {
   });
 });
 
-describe.concurrent('jobs', () => {
+describe.concurrent('jobs', { timeout: 180_000 }, () => {
   it('submit with every option, several URLs, and an idempotency key', async () => {
     const h = await loggedIn();
     const url = testUrl();
@@ -381,7 +383,7 @@ describe.concurrent('jobs', () => {
   });
 });
 
-describe.concurrent('delete on a terminal', () => {
+describe.concurrent('delete on a terminal', { timeout: 180_000 }, () => {
   it('asks for confirmation unless --yes', async () => {
     const h = await loggedIn();
     const job = json(await sys.cli(['submit', testUrl(), '--json'], { env: h.env })).jobs[0];
@@ -397,7 +399,7 @@ describe.concurrent('delete on a terminal', () => {
   });
 });
 
-describe.concurrent('login on a terminal', () => {
+describe.concurrent('login on a terminal', { timeout: 180_000 }, () => {
   it('asks for the password without echoing it', async () => {
     const h = sys.home();
     const r = await sys.cliTty(['login', '--username', 'admin'], { env: h.env, input: `${ADMIN_PASSWORD}\r` });

@@ -9,7 +9,7 @@ let sys: System;
 beforeAll(async () => {
   sys = await startSystem({ apps: ['api', 'scheduler', 'relay', 'realtime'] });
   await sys.startWorkers();
-});
+}, 240_000); // starting the system on a loaded machine: a deadline, not an expectation
 afterAll(async () => {
   await sys?.stop();
 });
@@ -44,11 +44,27 @@ async function submit(env: Record<string, string>, args: string[]): Promise<stri
   return (JSON.parse(r.stdout) as { jobs: Array<{ id: string }> }).jobs[0]!.id;
 }
 
-describe.concurrent('follow', () => {
+/**
+ * Waits until a "gated" job (held at 10 % by the test worker) shows that progress over REST: a
+ * follow started from now on sees the job live, however long the CLI takes to start.
+ */
+async function untilHeldWithProgress(id: string) {
+  const token = await sys.token();
+  await waitFor(`job ${id} to show its download progress`, async () => (await sys.api<{ job: { status: string; progress: unknown } }>('GET', `/api/jobs/${id}`, undefined, token)).body.job.progress);
+}
+
+// Each test runs several CLI processes one after another, all tests at once, on a loaded machine.
+describe.concurrent('follow', { timeout: 180_000 }, () => {
   it('follows a job to COMPLETE over the WebSocket: JSON lines, exit 0', async () => {
     const h = await loggedIn();
-    const id = await submit(h.env, [testUrl('slow'), '--dub', 'es', '--container', 'mkv']);
-    const r = await sys.cli(['follow', id, '--json', '--interval', '1'], { env: h.env, timeoutMs: 40_000 });
+    const id = await submit(h.env, [testUrl('gated'), '--dub', 'es', '--container', 'mkv']);
+    await untilHeldWithProgress(id);
+    const { child, done } = sys.spawnCli(['follow', id, '--json', '--interval', '1'], { env: h.env });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    // Its first lines are out (the job as it is now, with its progress): let the job go on.
+    child.stdout!.once('data', () => sys.release(id));
+    const r = await done;
+    clearTimeout(killer);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const events = lines(r);
     expect(events[0]).toMatchObject({ event: 'status', jobId: id });
@@ -66,7 +82,7 @@ describe.concurrent('follow', () => {
   it('prints plain lines when stdout is not a terminal', async () => {
     const h = await loggedIn();
     const id = await submit(h.env, [testUrl()]);
-    const r = await sys.cli(['follow', id, '--interval', '1'], { env: h.env, timeoutMs: 40_000 });
+    const r = await sys.cli(['follow', id, '--interval', '1'], { env: h.env, timeoutMs: 120_000 });
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).not.toContain('\r');
     expect(r.stdout).not.toContain('\x1b[');
@@ -76,8 +92,10 @@ describe.concurrent('follow', () => {
 
   it('draws a progress bar with percent, speed and eta on a terminal', async () => {
     const h = await loggedIn();
-    const id = await submit(h.env, [testUrl('slow')]);
-    const r = await sys.cliTty(['follow', id, '--interval', '1'], { env: h.env });
+    const id = await submit(h.env, [testUrl('gated')]);
+    await untilHeldWithProgress(id);
+    // Once it has drawn its first bar (the job held at 10 %), the job may go on.
+    const r = await sys.cliTty(['follow', id, '--interval', '1'], { env: h.env, timeoutMs: 120_000, onOutput: (out) => out.includes('following job') && sys.release(id) });
     if (r === null) return; // no util-linux `script` here
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toContain('\r');
@@ -88,7 +106,7 @@ describe.concurrent('follow', () => {
   it('exits 1 when the job FAILS (the worker throws UnrecoverableError)', async () => {
     const h = await loggedIn();
     const id = await submit(h.env, [testUrl('fail')]);
-    const r = await sys.cli(['follow', id, '--json', '--interval', '1'], { env: h.env, timeoutMs: 40_000 });
+    const r = await sys.cli(['follow', id, '--json', '--interval', '1'], { env: h.env, timeoutMs: 120_000 });
     expect(r.code, r.stderr + r.stdout).toBe(1);
     const end = lines(r).at(-1)!;
     expect(end).toMatchObject({ event: 'end', status: 'FAILED', exitCode: 1 });
@@ -102,7 +120,7 @@ describe.concurrent('follow', () => {
     const h = await loggedIn();
     const id = await submit(h.env, [testUrl('hang')]);
     const { done, child } = sys.spawnCli(['follow', id, '--json'], { env: h.env });
-    const killer = setTimeout(() => child.kill('SIGKILL'), 40_000);
+    const killer = setTimeout(() => child.kill('SIGKILL'), 120_000);
     const token = await sys.token();
     await waitFor('the job to be downloading', async () => (await sys.api<{ job: { status: string } }>('GET', `/api/jobs/${id}`, undefined, token)).body.job.status === 'DOWNLOADING');
     const cancel = await sys.api('POST', `/api/jobs/${id}/cancel`, undefined, token);
@@ -119,7 +137,7 @@ describe.concurrent('follow', () => {
     const created = JSON.parse((await sys.cli(['token', 'create', 'follow-test', '--json'], { env: h.env })).stdout) as { token: string };
     const env = { DUBGATE_TOKEN: created.token, DUBGATE_API_URL: sys.apiUrl, DUBGATE_REALTIME_URL: sys.realtimeUrl, HOME: sys.home().home };
     const id = await submit(env, [testUrl('slow')]);
-    const r = await sys.cli(['follow', id, '--json'], { env, timeoutMs: 40_000 });
+    const r = await sys.cli(['follow', id, '--json'], { env, timeoutMs: 120_000 });
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const events = lines(r);
     expect(events.some((e) => e.event === 'notice')).toBe(true);

@@ -3,14 +3,17 @@
  * in a temp dir, and a runner for the BUILT CLI (`node apps/cli/dist/cli.js`). Test stage
  * workers are plain BullMQ Workers in the test process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import { UnrecoverableError, Worker, type Job as BullJob } from 'bullmq';
 import { freePort, waitFor as pollUntil } from '@dubgate/test-support/net';
+import { startRedisServer } from '@dubgate/test-support/redis-server';
+
+const execFileAsync = promisify(execFile);
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const CLI = join(ROOT, 'apps', 'cli', 'dist', 'cli.js');
@@ -19,7 +22,7 @@ export const ADMIN_PASSWORD = 'cli-test-admin-password-0123456789';
 export { freePort };
 
 /** The shared poller, with this harness's default timeout. */
-export function waitFor<T>(what: string, fn: Parameters<typeof pollUntil<T>>[1], timeoutMs = 20_000, everyMs = 100): Promise<T> {
+export function waitFor<T>(what: string, fn: Parameters<typeof pollUntil<T>>[1], timeoutMs = 60_000, everyMs = 100): Promise<T> {
   return pollUntil(what, fn, timeoutMs, everyMs);
 }
 
@@ -44,12 +47,20 @@ export interface System {
   home(): { home: string; config: string; env: Record<string, string> };
   /** Runs the built CLI; never throws on a non-zero exit. */
   cli(args: string[], opts?: { env?: Record<string, string>; input?: string; timeoutMs?: number }): Promise<RunResult>;
-  /** Runs the built CLI with stdout on a pseudo-terminal (util-linux `script`), or null without `script`. */
-  cliTty(args: string[], opts?: { env?: Record<string, string>; timeoutMs?: number; input?: string }): Promise<RunResult | null>;
+  /**
+   * Runs the built CLI with stdout on a pseudo-terminal (util-linux `script`), or null without
+   * `script`. `onOutput` sees the output so far each time some arrives.
+   */
+  cliTty(args: string[], opts?: { env?: Record<string, string>; timeoutMs?: number; input?: string; onOutput?: (stdout: string) => void }): Promise<RunResult | null>;
   /** Starts the CLI and returns the child, for tests that act while it runs. */
   spawnCli(args: string[], opts?: { env?: Record<string, string> }): { child: ChildProcess; done: Promise<RunResult> };
-  /** Test stage workers: URL containing "fail" fails the download (UnrecoverableError); "hang" hangs it until canceled; "slow" takes ~3 s. */
+  /**
+   * Test stage workers: URL containing "fail" fails the download (UnrecoverableError); "hang" hangs it
+   * until canceled; "slow" takes ~3 s; "gated" reports 10 % and then holds until `release(jobId)`.
+   */
   startWorkers(): Promise<void>;
+  /** Lets a "gated" download go on. */
+  release(jobId: string): void;
   stop(): Promise<void>;
 }
 
@@ -59,13 +70,8 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
   mkdirSync(mediaRoot, { recursive: true });
   mkdirSync(join(dir, 'logs'));
   mkdirSync(join(dir, 'homes'));
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  await waitFor('redis', () => new Promise<boolean>((resolve) => {
-    const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); resolve(true); });
-    s.on('error', () => resolve(false));
-  }));
+  const redis = await startRedisServer({ dir });
+  const redisUrl = redis.url;
 
   const ports = {} as Record<AppName, number>;
   for (const app of ['api', 'scheduler', 'relay', 'realtime'] as AppName[]) ports[app] = await freePort();
@@ -91,6 +97,8 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
   const children = new Map<AppName, ChildProcess>();
   const workers: Worker[] = [];
   const redisClients: Redis[] = [];
+  /** Job ids of "gated" downloads the test has let go. */
+  const released = new Set<string>();
   /** CLI runs still going (killed at stop, so none outlives the suite). */
   const running = new Set<ChildProcess>();
   const track = (child: ChildProcess) => {
@@ -109,7 +117,8 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
     child.stderr!.pipe(out);
     children.set(app, child);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${app} did not report ready; see ${log}`)), 30_000);
+      // Generous: on a loaded 2-core machine a cold start of a built process can take many seconds.
+      const timer = setTimeout(() => reject(new Error(`${app} did not report ready; see ${log}`)), 60_000);
       child.once('message', (m) => {
         if (m === 'ready') {
           clearTimeout(timer);
@@ -144,7 +153,7 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
     for (const app of opts.apps) await start(app);
   } catch (err) {
     for (const app of [...children.keys()].reverse()) await kill(app);
-    redis.kill('SIGTERM');
+    await redis.stop();
     throw err;
   }
 
@@ -184,13 +193,38 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
     const { child, done } = spawnCli(args, o);
     if (o.input !== undefined) child.stdin!.end(o.input);
     else child.stdin!.end();
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 25_000);
+    // A safety net only (a hung CLI must not outlive the test): far above what a run takes.
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 90_000);
     const r = await done;
     clearTimeout(timer);
     return r;
   }
 
-  async function cliTty(args: string[], o: { env?: Record<string, string>; timeoutMs?: number; input?: string } = {}): Promise<RunResult | null> {
+  /** The terminal settings (`stty -a`) of the CLI under `script`, or '' while it is not there yet. */
+  async function ttySettings(scriptPid: number): Promise<string> {
+    const childrenOf = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    // script -> (a shell ->) node: the deepest descendant is the CLI.
+    let pids = childrenOf(scriptPid);
+    for (let next = pids.flatMap(childrenOf); next.length; next = next.flatMap(childrenOf)) pids = next;
+    for (const pid of pids) {
+      try {
+        const tty = readlinkSync(`/proc/${pid}/fd/0`);
+        if (!tty.startsWith('/dev/pts/')) continue;
+        return (await execFileAsync('stty', ['-a', '-F', tty], { encoding: 'utf8' })).stdout;
+      } catch {
+        /* not there yet, or gone */
+      }
+    }
+    return '';
+  }
+
+  async function cliTty(args: string[], o: { env?: Record<string, string>; timeoutMs?: number; input?: string; onOutput?: (stdout: string) => void } = {}): Promise<RunResult | null> {
     const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
     const command = [process.execPath, CLI, ...args].map(quote).join(' ');
     const child = spawn('script', ['-qefc', command, '/dev/null'], { env: { ...cliEnv(o.env), TERM: 'xterm', COLUMNS: '100' }, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -199,18 +233,23 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    // Typed in once the program shows its prompt (script passes stdin on to the terminal).
+    // Typed in once the program shows its prompt AND has put the terminal in raw mode (readline
+    // and the secret prompt both do, right after writing the prompt): typed earlier, the terminal
+    // would still echo it. script passes stdin on to the terminal.
     let typed = false;
     child.stdout!.on('data', () => {
+      o.onOutput?.(stdout);
       if (o.input !== undefined && !typed && /\[y\/N\] |password: /.test(stdout)) {
         typed = true;
-        setTimeout(() => child.stdin!.write(o.input!), 100);
+        void waitFor('the CLI to put its terminal in raw mode', async () => / -icanon /.test(` ${(await ttySettings(child.pid!)).replace(/[;\n]/g, ' ')} `), 60_000, 20)
+          .then(() => child.stdin!.write(o.input!))
+          .catch(() => child.kill('SIGKILL'));
       }
     });
     const r = await new Promise<RunResult | null>((resolve) => {
       child.on('error', () => resolve(null));
       child.on('close', (code) => resolve({ code, stdout, stderr }));
-      setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 25_000).unref();
+      setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 90_000).unref();
     });
     return r;
   }
@@ -242,6 +281,11 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
       const d = job.data as { jobId: string; url: string };
       if (d.url.includes('fail')) throw new UnrecoverableError('test worker: this media cannot be downloaded');
       await progress(d.jobId, 'download', 10, ++seq);
+      if (d.url.includes('gated')) {
+        // Holds at 10 % until the test lets it go, so a client started now sees it live.
+        const deadline = Date.now() + 120_000;
+        while (!released.has(d.jobId) && !signal?.aborted && Date.now() < deadline) await sleep(50);
+      }
       if (d.url.includes('hang')) {
         const deadline = Date.now() + 20_000;
         while (!signal?.aborted && Date.now() < deadline) await sleep(50);
@@ -292,13 +336,13 @@ export async function startSystem(opts: { apps: AppName[] }): Promise<System> {
     cliTty,
     spawnCli,
     startWorkers,
+    release: (jobId) => void released.add(jobId),
     async stop() {
       for (const child of running) child.kill('SIGKILL');
       await Promise.allSettled(workers.map((w) => w.close(true)));
       for (const c of redisClients) c.disconnect();
       for (const app of [...children.keys()].reverse()) await kill(app);
-      redis.kill('SIGTERM');
-      await new Promise((r) => (redis.exitCode !== null ? r(null) : redis.once('exit', r)));
+      await redis.stop();
       if (!process.env.CLI_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
     },
   };

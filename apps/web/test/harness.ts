@@ -7,10 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { Worker, type Job as BullJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { freePort, waitFor as pollUntil } from '@dubgate/test-support/net';
+import { startRedisServer } from '@dubgate/test-support/redis-server';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 export const WEB = new URL('../', import.meta.url).pathname;
@@ -18,7 +18,7 @@ export const WEB = new URL('../', import.meta.url).pathname;
 export { freePort };
 
 /** The shared poller, with this harness's default timeout. */
-export function waitFor<T>(what: string, fn: Parameters<typeof pollUntil<T>>[1], timeoutMs = 30_000, everyMs = 100): Promise<T> {
+export function waitFor<T>(what: string, fn: Parameters<typeof pollUntil<T>>[1], timeoutMs = 60_000, everyMs = 100): Promise<T> {
   return pollUntil(what, fn, timeoutMs, everyMs);
 }
 
@@ -45,13 +45,8 @@ export async function startSystem(): Promise<TestSystem> {
   const mediaRoot = join(dir, 'media');
   mkdirSync(mediaRoot, { recursive: true });
   mkdirSync(join(dir, 'logs'));
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-  const redisUrl = `redis://127.0.0.1:${redisPort}`;
-  await waitFor('redis', () => new Promise<boolean>((resolve) => {
-    const s = net.connect(redisPort, '127.0.0.1', () => { s.end(); resolve(true); });
-    s.on('error', () => resolve(false));
-  }));
+  const redis = await startRedisServer({ dir, args: ['--maxmemory-policy', 'noeviction'] });
+  const redisUrl = redis.url;
 
   const ports = {} as Record<AppName, number>;
   for (const app of Object.keys(PORT_VAR) as AppName[]) ports[app] = await freePort();
@@ -87,7 +82,8 @@ export async function startSystem(): Promise<TestSystem> {
     child.stderr!.pipe(out);
     children.set(app, child);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${app} did not report ready; see ${dir}/logs/${app}.log`)), 30_000);
+      // Generous: a cold start of a built process on a loaded 2-core machine takes seconds.
+      const timer = setTimeout(() => reject(new Error(`${app} did not report ready; see ${dir}/logs/${app}.log`)), 60_000);
       child.on('message', (m) => {
         if (m === 'ready') {
           clearTimeout(timer);
@@ -111,7 +107,7 @@ export async function startSystem(): Promise<TestSystem> {
   }
 
   // --- test stage workers ---
-  const connection = { host: '127.0.0.1', port: redisPort, maxRetriesPerRequest: null };
+  const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
   const pub = new Redis(redisUrl);
   const sub = new Redis(redisUrl);
   const canceled = new Set<string>();
@@ -199,9 +195,7 @@ export async function startSystem(): Promise<TestSystem> {
       for (const app of ['web', 'realtime', 'relay', 'scheduler', 'api'] as AppName[]) await kill(app, 'SIGTERM').catch(() => {});
       pub.disconnect();
       sub.disconnect();
-      const exited = new Promise((r) => redis.once('exit', r));
-      redis.kill('SIGTERM');
-      await exited;
+      await redis.stop();
       if (!process.env.WEB_TEST_KEEP) rmSync(dir, { recursive: true, force: true });
       else console.log(`kept ${dir}`);
     },
