@@ -1,6 +1,7 @@
 // The job routes against real SQLite and real Redis: creation (row, event, outbox, BullMQ,
 // Pub/Sub, idempotency, validation), listing, detail, control (cancel, retry, resume), delete, logs.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
@@ -538,6 +539,12 @@ describe('DELETE /api/jobs/:id', () => {
       expect(await queuedJob('download', `${job.id}_download_g0`)).toBeNull();
       expect(await t.redis().lrange(`${t.queuePrefix}:download:wait`, 0, -1)).not.toContain(`${job.id}_download_g0`);
       await events.next((m) => m.jobId === job.id && m.type === 'job_removed');
+      // Exactly once: the api's publishes were answered before DELETE returned, so a message
+      // published after that arrives after all of them.
+      const marker = randomUUID();
+      await t.redis().publish('events:state', JSON.stringify({ jobId: marker, type: 'job_removed', timestamp: new Date().toISOString(), payload: { ownerId: marker } }));
+      await events.next((m) => m.jobId === marker);
+      expect(events.messages.filter((m) => m.jobId === job.id && m.type === 'job_removed')).toHaveLength(1);
 
       expectError(await t.app.inject({ method: 'DELETE', url: `/api/jobs/${job.id}`, headers: bearer(token) }), 404, 'JOB_NOT_FOUND');
     } finally {

@@ -131,7 +131,8 @@ export async function followJob(opts: FollowOptions): Promise<number> {
   }
 
   function finish(job: Job): number {
-    if (job.progress && job.status === 'COMPLETE') progress = { stage: job.progress.stage, percent: 100, speed: job.progress.speed, eta: 0, step: job.progress.step };
+    // An ended job has no snapshot of its own: the bar shows the last update seen, completed.
+    if (progress && job.status === 'COMPLETE') progress = { ...progress, percent: 100, eta: 0 };
     const code = exitCodeForFinalState(job.status);
     if (json) {
       jsonLine({ event: 'end', jobId, status: job.status, exitCode: code, outputPath: job.outputPath, error: job.error, job });

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rooms, type SubscriptionAck } from '@dubgate/contracts/ws';
-// The api as built (`tsc -p tsconfig.build.json` in apps/api); realtime itself never imports it.
+// The api as built (a devDependency, so Turborepo builds it first); realtime itself never imports it.
 import { buildApp } from '../../api/dist/app.js';
 import { loadApiConfig } from '../../api/dist/config.js';
 import {

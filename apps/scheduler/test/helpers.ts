@@ -21,7 +21,7 @@ import { createMetrics, type Metrics } from '@dubgate/runtime/metrics';
 import type { Stage } from '@dubgate/contracts/states';
 import type { Job } from '@dubgate/contracts/jobs';
 import type { DownloadPayload, DubPayload, MuxPayload } from '@dubgate/contracts/stages';
-// The api as built (`tsc -p tsconfig.build.json` in apps/api): the scheduler never imports it.
+// The api as built (a devDependency, so Turborepo builds it first): the scheduler never imports it.
 import { buildApp } from '../../api/dist/app.js';
 import { loadApiConfig } from '../../api/dist/config.js';
 

@@ -1,6 +1,6 @@
 import './style.css';
 import { FORMAT_PRESETS, OUTPUT_CONTAINERS, DEFAULT_FORMAT_PRESET, DEFAULT_OUTPUT_CONTAINER } from '@dubgate/contracts/jobs';
-import { JOB_STATES, ACTIVE_STATES, controlRefusal } from '@dubgate/contracts/states';
+import { JOB_STATES, ACTIVE_STATES, controlRefusal, isTerminal } from '@dubgate/contracts/states';
 import { api, ApiError, setUnauthorizedHandler, type SessionUser } from './api.js';
 import { Live, type ConnState } from './live.js';
 import { h, fmtBytes, fmtSeconds, fmtTime } from './dom.js';
@@ -91,7 +91,8 @@ function applyProgress(job: Job, e: WsProgress): void {
 
 function applyState(job: Job, e: WsStateChange): void {
   job.status = e.to;
-  if (e.to === 'QUEUED') job.progress = null;
+  // A retried job starts over; an ended one runs no more (no eta on a canceled job).
+  if (e.to === 'QUEUED' || isTerminal(e.to)) job.progress = null;
 }
 
 /** Told when this tab deletes a job, so no one asks the API about it any more. */

@@ -2,7 +2,7 @@ import type { Database } from 'better-sqlite3';
 import type { JobAddedMessage, JobRemovedMessage, StateChangeMessage } from '@dubgate/contracts/events';
 import type { FormatPreset, Job, JobDetail, Media, MediaKind, OutputContainer, ProgressSnapshot } from '@dubgate/contracts/jobs';
 import { MEDIA_KINDS } from '@dubgate/contracts/jobs';
-import { isJobState, isTransitionAllowed, JOB_STATES, type JobState, type Stage } from '@dubgate/contracts/states';
+import { isJobState, isTerminal, isTransitionAllowed, JOB_STATES, TERMINAL_STATES, type JobState, type Stage } from '@dubgate/contracts/states';
 import { stageJobId, type DownloadPayload } from '@dubgate/contracts/stages';
 import { createEventsRepository } from './events-repository.js';
 import { fromJson, toJson } from './json.js';
@@ -131,6 +131,13 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
          hold_reason  = CASE WHEN @setHoldReason THEN @holdReason ELSE hold_reason END,
          checkpoint   = CASE WHEN @setCheckpoint THEN @checkpoint ELSE checkpoint END,
          output_path  = CASE WHEN @setOutputPath THEN @outputPath ELSE output_path END,
+         -- A job that ended runs no more: its last snapshot (percent, speed, eta) goes with it.
+         progress_stage   = CASE WHEN @terminal THEN NULL ELSE progress_stage END,
+         progress_percent = CASE WHEN @terminal THEN NULL ELSE progress_percent END,
+         progress_speed   = CASE WHEN @terminal THEN NULL ELSE progress_speed END,
+         progress_eta     = CASE WHEN @terminal THEN NULL ELSE progress_eta END,
+         progress_step    = CASE WHEN @terminal THEN NULL ELSE progress_step END,
+         progress_updated_at = CASE WHEN @terminal THEN NULL ELSE progress_updated_at END,
          updated_at   = @now
        WHERE id = @id AND state = @from
        RETURNING *`,
@@ -140,11 +147,13 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
     ),
     setAttempt: db.prepare<[number, string, string]>('UPDATE jobs SET attempt = ?, updated_at = ? WHERE id = ?'),
     setCheckpoint: db.prepare<[string | null, string, string]>('UPDATE jobs SET checkpoint = ?, updated_at = ? WHERE id = ?'),
-    // Snapshots can arrive out of order from a batching relay: never overwrite a newer one.
+    // Snapshots can arrive out of order from a batching relay: never overwrite a newer one, and
+    // never bring one back to a job that has ended (its transition cleared it).
     progress: db.prepare<Record<string, unknown>>(
       `UPDATE jobs SET progress_stage = @stage, progress_percent = @percent, progress_speed = @speed,
          progress_eta = @eta, progress_step = @step, progress_updated_at = @updatedAt
-       WHERE id = @id AND (progress_updated_at IS NULL OR progress_updated_at <= @updatedAt)`,
+       WHERE id = @id AND (progress_updated_at IS NULL OR progress_updated_at <= @updatedAt)
+         AND state NOT IN (${TERMINAL_STATES.map((st) => `'${st}'`).join(', ')})`,
     ),
     delete: db.prepare<[string], string>('DELETE FROM jobs WHERE id = ? RETURNING owner_id').pluck(),
     outputPath: db.prepare<[string], string | null>('SELECT output_path FROM jobs WHERE id = ?').pluck(),
@@ -267,6 +276,7 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       id: jobId,
       from: change.from,
       to: change.to,
+      terminal: isTerminal(change.to) ? 1 : 0,
       now: toIso(now),
       setGeneration: p.generation === undefined ? 0 : 1,
       generation: p.generation ?? null,

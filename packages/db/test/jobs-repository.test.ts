@@ -375,6 +375,32 @@ describe('small writes', () => {
     expect(jobs.updateProgressMany([])).toBe(0);
   });
 
+  it('a job that ends keeps no running progress, and no late snapshot brings one back', () => {
+    const { alice, jobs } = setup();
+    const snap = (percent: number, at: string) => ({ stage: 'mux' as const, percent, speed: 1000, eta: 5, step: 'muxing', updatedAt: at });
+    const ends: Array<[string[], string]> = [
+      [['DOWNLOADING', 'DOWNLOADED', 'MUXING', 'COMPLETE'], 'COMPLETE'],
+      [['DOWNLOADING', 'CANCELED'], 'CANCELED'],
+      [['DOWNLOADING', 'FAILED'], 'FAILED'],
+    ];
+    for (const [path, end] of ends) {
+      const id = (jobs.insertJob(jobInput(alice)) as { job: { id: string } }).job.id;
+      let from = 'QUEUED';
+      for (const to of path) {
+        if (to === end) expect(jobs.updateProgress(id, snap(45, '2025-01-01T00:00:05.000Z'))).toBe(true);
+        const r = jobs.updateJobState(id, { from: from as never, to: to as never, ...(to === 'FAILED' ? { patch: { failedStage: 'download' } } : {}) });
+        expect(r.ok, `${from} -> ${to}`).toBe(true);
+        from = to;
+      }
+      // Cleared in the transition's own transaction...
+      expect(jobs.getJob(id)!.progress, end).toBeNull();
+      // ...and a snapshot that the relay writes late (newer than any before) is refused.
+      expect(jobs.updateProgress(id, snap(50, '2025-01-01T00:00:06.000Z')), end).toBe(false);
+      expect(jobs.updateProgressMany([{ jobId: id, progress: snap(55, '2025-01-01T00:00:07.000Z') }]), end).toBe(0);
+      expect(jobs.getJob(id)!.progress, end).toBeNull();
+    }
+  });
+
   it('upsertMedia is idempotent per (job, kind) and feeds the search', () => {
     const { db, alice, jobs, time } = setup();
     const { job } = jobs.insertJob(jobInput(alice)) as { job: { id: string } };

@@ -286,16 +286,8 @@ export function createJobsService(deps: JobsServiceDeps) {
       let job = loadOwned(user, id);
       if (isActive(job.status)) job = await this.cancel(user, id);
       await removeQueued(job);
-      const deleted = jobs.deleteJob(id, [
-        {
-          kind: 'publish',
-          jobId: null,
-          payload: {
-            channel: 'events:state',
-            message: { jobId: id, type: 'job_removed', timestamp: new Date().toISOString(), payload: { ownerId: job.ownerId } },
-          },
-        },
-      ]);
+      // The repository records the one job_removed message in the same transaction.
+      const deleted = jobs.deleteJob(id);
       if (!deleted) throw new NotFoundError('JOB_NOT_FOUND');
       const files = await removeJobMedia(deps.mediaRoot, id, deleted.mediaPaths);
       if (files.refused.length > 0) log.warn({ jobId: id, refused: files.refused }, 'media paths outside MEDIA_ROOT left alone');
