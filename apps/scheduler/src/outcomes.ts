@@ -2,20 +2,11 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Database } from '@dubgate/db/open';
 import type { JobsRepository, StateChange } from '@dubgate/db/jobs';
 import type { EventsRepository } from '@dubgate/db/events';
-import type { OutboxInput } from '@dubgate/db/outbox';
 import type { StageQueues } from '@dubgate/queues/stage-queues';
 import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
 import { STAGE_STATES, nextStage, transitionFor, type JobShape, type Stage, type JobEvent } from '@dubgate/contracts/states';
-import {
-  PERMANENT_ERROR_PREFIX,
-  STAGE_RESULT_SCHEMAS,
-  parseStageJobId,
-  stageJobId,
-  type DownloadResult,
-  type DubResult,
-  type MuxResult,
-  type StagePayloads,
-} from '@dubgate/contracts/stages';
+import { PERMANENT_ERROR_PREFIX, STAGE_RESULT_SCHEMAS, parseStageJobId, type StageResults } from '@dubgate/contracts/stages';
+import { completeStage } from '@dubgate/contracts/stage-registry';
 import type { Job } from '@dubgate/contracts/jobs';
 import type { StageEvent } from './stage-event-reader.js';
 import type { SchedulerMetrics } from './metrics.js';
@@ -171,14 +162,6 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     return (await apply(job, [change])) ?? job;
   }
 
-  function nextStageRow(job: Job, generation: number, payload: StagePayloads['dub'] | StagePayloads['mux'], stage: 'dub' | 'mux'): OutboxInput {
-    return {
-      kind: 'enqueue',
-      jobId: job.id,
-      payload: { stage, queueJobId: stageJobId(job.id, stage, generation), payload } as never,
-    };
-  }
-
   async function completed(job: Job, stage: Stage, e: StageEvent): Promise<OutcomeResult> {
     let raw: unknown;
     try {
@@ -203,76 +186,19 @@ export function createOutcomeHandler(deps: OutcomeDeps) {
     const to = transition(job, { kind: 'stage_completed', stage });
     if (to === null) return 'ignored';
 
-    const generation = job.generation;
-    let change: StateChange;
-    let recordMedia: () => void;
-
-    if (stage === 'download') {
-      const r = raw as DownloadResult;
-      recordMedia = () => {
-        jobs.upsertMedia(job.id, 'source', {
-          path: r.mediaPath,
-          sizeBytes: r.sizeBytes,
-          durationSec: r.durationSec ?? null,
-          width: r.width ?? null,
-          height: r.height ?? null,
-          videoCodec: r.videoCodec ?? null,
-          audioCodec: r.audioCodec ?? null,
-          title: r.title ?? null,
-          sourceUrl: job.url,
-        });
-        if (r.subtitlePath) jobs.upsertMedia(job.id, 'subtitles', { path: r.subtitlePath });
-      };
-      const next = job.requestedDubbing
-        ? nextStageRow(
-            job,
-            generation,
-            {
-              jobId: job.id,
-              generation,
-              workDir: job.id,
-              mediaPath: r.mediaPath,
-              ...(r.subtitlePath ? { subtitlePath: r.subtitlePath } : {}),
-              targetLang: job.targetLang ?? 'en',
-            },
-            'dub',
-          )
-        : nextStageRow(job, generation, { jobId: job.id, generation, workDir: job.id, mediaPath: r.mediaPath, outputContainer: job.outputContainer }, 'mux');
-      change = { from: job.status, to, reason: 'download finished', outbox: [next] };
-    } else if (stage === 'dub') {
-      const r = raw as DubResult;
-      const source = jobs.listMedia(job.id).find((m) => m.kind === 'source');
-      if (!source) return failed(job, stage, 'PERMANENT: the downloaded media record is missing', null, changes);
-      recordMedia = () => {
-        jobs.upsertMedia(job.id, 'dubbed_audio', { path: r.audioPath, language: r.language, durationSec: r.durationSec ?? null });
-      };
-      const next = nextStageRow(
-        job,
-        generation,
-        {
-          jobId: job.id,
-          generation,
-          workDir: job.id,
-          mediaPath: source.path,
-          dubbedAudioPath: r.audioPath,
-          dubbedLanguage: r.language,
-          outputContainer: job.outputContainer,
-        },
-        'mux',
-      );
-      change = { from: job.status, to, reason: `dubbed ${r.cues} cues into ${r.language}`, outbox: [next] };
-    } else {
-      const r = raw as MuxResult;
-      recordMedia = () => {
-        jobs.upsertMedia(job.id, 'output', { path: r.outputPath, sizeBytes: r.sizeBytes, durationSec: r.durationSec ?? null });
-      };
-      change = { from: job.status, to, reason: `muxed into ${r.container}`, patch: { outputPath: r.outputPath } };
-    }
-
+    // The registry says which media rows the result records and which run comes next.
+    const done = completeStage(stage, job, raw as StageResults[Stage], () => jobs.listMedia(job.id));
+    if (!done) return failed(job, stage, 'PERMANENT: the downloaded media record is missing', null, changes);
+    const recordMedia = () => {
+      for (const row of done.media) jobs.upsertMedia(job.id, row.kind, row.fields);
+    };
+    const change: StateChange = { from: job.status, to, reason: done.summary };
+    if (done.outputPath !== null) change.patch = { outputPath: done.outputPath };
+    if (done.next !== null) change.outbox = [{ kind: 'enqueue', jobId: job.id, payload: done.next }];
     changes.push(change);
     const applied = await apply(job, changes, recordMedia);
     if (!applied) return 'ignored';
-    if (stage !== 'mux') metrics.handoff.observe((clock() - streamIdTime(e.id)) / 1000);
+    if (done.next !== null) metrics.handoff.observe((clock() - streamIdTime(e.id)) / 1000);
     // From the stream's own times (the start event's id to this one's), not a read of the job.
     const startedAt = activeSince.get(e.jobId);
     activeSince.delete(e.jobId);

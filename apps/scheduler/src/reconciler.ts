@@ -3,8 +3,9 @@ import type { JobsRepository } from '@dubgate/db/jobs';
 import type { OutboxRepository } from '@dubgate/db/outbox';
 import type { StageQueues } from '@dubgate/queues/stage-queues';
 import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
-import { ACTIVE_STATES, STAGES, nextStage, type Stage } from '@dubgate/contracts/states';
+import { ACTIVE_STATES, STAGES, STAGE_STATES, nextStage, type Stage } from '@dubgate/contracts/states';
 import { parseStageJobId, stageJobId } from '@dubgate/contracts/stages';
+import { stageEnqueue } from '@dubgate/contracts/stage-registry';
 import type { Job } from '@dubgate/contracts/jobs';
 import type { StageEvent } from './stage-event-reader.js';
 import type { OutcomeResult } from './outcomes.js';
@@ -52,42 +53,13 @@ export function createReconciler(deps: ReconcilerDeps) {
 
   async function requeue(job: Job, stage: Stage, report: ReconcileReport) {
     if (stage === 'download' && deps.downloadsHeld()) return;
-    const queueJobId = stageJobId(job.id, stage, job.generation);
-    const payload = buildPayload(job, stage);
-    if (!payload) return;
-    const ids = deps.outbox.add([{ kind: 'enqueue', jobId: job.id, payload: { stage, queueJobId, payload } as never }]);
+    // The payload a lost stage run needs, rebuilt from SQLite; null when a media row is missing.
+    const enqueue = stageEnqueue(stage, job, { media: jobs.listMedia(job.id), checkpoint: jobs.getCheckpoint(job.id) });
+    if (!enqueue) return;
+    const ids = deps.outbox.add([{ kind: 'enqueue', jobId: job.id, payload: enqueue }]);
     const items = ids.map((id) => deps.outbox.get(id)).filter((r) => r !== null);
     await deps.delivery.deliver(items);
-    repaired(report, 'stage_requeued', { jobId: job.id, stage, queueJobId });
-  }
-
-  /** The payload a lost stage run needs, rebuilt from SQLite. */
-  function buildPayload(job: Job, stage: Stage): unknown {
-    const common = { jobId: job.id, generation: job.generation, workDir: job.id };
-    if (stage === 'download') {
-      return { ...common, url: job.url, formatPreset: job.formatPreset, wantSubtitles: job.requestedDubbing };
-    }
-    const media = jobs.listMedia(job.id);
-    const source = media.find((m) => m.kind === 'source');
-    if (!source) return null;
-    if (stage === 'dub') {
-      const subtitles = media.find((m) => m.kind === 'subtitles');
-      const checkpoint = jobs.getCheckpoint(job.id);
-      return {
-        ...common,
-        mediaPath: source.path,
-        ...(subtitles ? { subtitlePath: subtitles.path } : {}),
-        targetLang: job.targetLang ?? 'en',
-        ...(checkpoint ? { checkpoint } : {}),
-      };
-    }
-    const dubbed = media.find((m) => m.kind === 'dubbed_audio');
-    return {
-      ...common,
-      mediaPath: source.path,
-      ...(dubbed ? { dubbedAudioPath: dubbed.path, ...(dubbed.language ? { dubbedLanguage: dubbed.language } : {}) } : {}),
-      outputContainer: job.outputContainer,
-    };
+    repaired(report, 'stage_requeued', { jobId: job.id, stage, queueJobId: enqueue.queueJobId });
   }
 
   async function checkActiveJob(job: Job, report: ReconcileReport) {
@@ -117,7 +89,7 @@ export function createReconciler(deps: ReconcilerDeps) {
     } else if (state === 'failed') {
       const result = await deps.handle(synthetic('failed', { failedReason: bull.failedReason ?? 'failed' }));
       if (result === 'applied') repaired(report, 'failure_replayed', { jobId: job.id, stage });
-    } else if (state === 'active' && job.status !== runningState(stage)) {
+    } else if (state === 'active' && job.status !== STAGE_STATES[stage].running) {
       const result = await deps.handle(synthetic('active', { prev: 'waiting' }));
       if (result === 'applied') repaired(report, 'start_replayed', { jobId: job.id, stage });
     }
@@ -174,8 +146,4 @@ export function createReconciler(deps: ReconcilerDeps) {
       return pass;
     },
   };
-}
-
-function runningState(stage: Stage) {
-  return stage === 'download' ? 'DOWNLOADING' : stage === 'dub' ? 'DUBBING' : 'MUXING';
 }

@@ -3,7 +3,7 @@ import type { JobAddedMessage, JobRemovedMessage, StateChangeMessage } from '@du
 import type { FormatPreset, Job, JobDetail, Media, MediaKind, OutputContainer, ProgressSnapshot } from '@dubgate/contracts/jobs';
 import { MEDIA_KINDS } from '@dubgate/contracts/jobs';
 import { isJobState, isTerminal, isTransitionAllowed, JOB_STATES, TERMINAL_STATES, type JobState, type Stage } from '@dubgate/contracts/states';
-import { stageJobId, type DownloadPayload } from '@dubgate/contracts/stages';
+import { firstStageEnqueue, type MediaRowFields } from '@dubgate/contracts/stage-registry';
 import { createEventsRepository } from './events-repository.js';
 import { fromJson, toJson } from './json.js';
 import { createJobLister, DEFAULT_LIST_TUNING, type ListJobsTuning } from './list-jobs.js';
@@ -67,18 +67,8 @@ export type UpdateJobStateResult =
   /** The job is no longer in `from`. */
   | { ok: false; reason: 'stale'; current: JobState };
 
-export interface MediaFields {
-  path: string;
-  sizeBytes?: number | null;
-  durationSec?: number | null;
-  width?: number | null;
-  height?: number | null;
-  videoCodec?: string | null;
-  audioCodec?: string | null;
-  language?: string | null;
-  title?: string | null;
-  sourceUrl?: string | null;
-}
+/** The media columns a stage fills (the registry's rows carry them). */
+export type MediaFields = MediaRowFields;
 
 export interface DeletedJob {
   ownerId: string;
@@ -247,14 +237,6 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       },
       createdAt: now,
     })!;
-    const download: DownloadPayload = {
-      jobId: job.id,
-      generation: 0,
-      workDir: job.id,
-      url: job.url,
-      formatPreset: job.formatPreset,
-      wantSubtitles: job.requestedDubbing,
-    };
     const added: JobAddedMessage = {
       jobId: job.id,
       type: 'job_added',
@@ -262,7 +244,8 @@ export function createJobsRepository(db: Database, opts: JobsRepositoryOptions =
       payload: { url: job.url, status: job.status, ownerId: job.ownerId, eventId },
     };
     const outboxItems = outbox.append([
-      { kind: 'enqueue', jobId: job.id, payload: { stage: 'download', queueJobId: stageJobId(job.id, 'download', 0), payload: download } },
+      // A new row is at generation 0, so this is the run at <id>_download_g0.
+      { kind: 'enqueue', jobId: job.id, payload: firstStageEnqueue(job) },
       { kind: 'publish', jobId: job.id, payload: { channel: STATE_CHANNEL, message: added } },
     ]);
     return { ok: true, created: true, job, eventId, outboxIds: outboxItems.map((o) => o.id), outboxItems };

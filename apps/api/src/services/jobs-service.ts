@@ -5,8 +5,8 @@ import type { OutboxInput, OutboxItem } from '@dubgate/db/outbox';
 import type { GroupCommit } from '@dubgate/db/group-commit';
 import type { StageQueues } from '@dubgate/queues/stage-queues';
 import type { OutboxDelivery } from '@dubgate/queues/outbox-delivery';
-import { controlRefusal, isActive, type ControlOperation, type JobState } from '@dubgate/contracts/states';
-import { stageJobId } from '@dubgate/contracts/stages';
+import { controlRefusal, isActive, isJobState, type ControlOperation, type JobState } from '@dubgate/contracts/states';
+import { firstStageEnqueue, stageEnqueue } from '@dubgate/contracts/stage-registry';
 import { CONTROL_CANCEL_CHANNEL } from '@dubgate/contracts/events';
 import {
   DEFAULT_FORMAT_PRESET,
@@ -215,24 +215,7 @@ export function createJobsService(deps: JobsServiceDeps) {
           to: 'QUEUED',
           reason: `retried by ${user.username}`,
           patch: { generation, attempt: 0, failedStage: null, error: null, checkpoint: null, outputPath: null, holdReason: null },
-          outbox: [
-            {
-              kind: 'enqueue',
-              jobId: job.id,
-              payload: {
-                stage: 'download',
-                queueJobId: stageJobId(job.id, 'download', generation),
-                payload: {
-                  jobId: job.id,
-                  generation,
-                  workDir: job.id,
-                  url: job.url,
-                  formatPreset: job.formatPreset,
-                  wantSubtitles: job.requestedDubbing,
-                },
-              },
-            },
-          ],
+          outbox: [{ kind: 'enqueue', jobId: job.id, payload: firstStageEnqueue({ ...job, generation }) }],
         };
       });
       const held = await heldReason();
@@ -243,39 +226,18 @@ export function createJobsService(deps: JobsServiceDeps) {
 
     async resume(user: AuthUser, id: string): Promise<Job> {
       const result = transition(user, id, 'resume', (job) => {
-        const detail = jobs.getJobById(id);
-        const source = detail?.media.find((m) => m.kind === 'source');
-        if (!source || !job.targetLang) {
-          throw new ConflictError('JOB_NOT_RESUMABLE', 'the job has no downloaded media to resume from');
-        }
-        const subtitles = detail?.media.find((m) => m.kind === 'subtitles');
         const checkpoint = jobs.getCheckpoint(id);
         const generation = job.generation + 1;
+        // Null without a source media row: the download never finished.
+        const dub = job.targetLang ? stageEnqueue('dub', { ...job, generation }, { media: jobs.listMedia(id), checkpoint }) : null;
+        if (!dub) throw new ConflictError('JOB_NOT_RESUMABLE', 'the job has no downloaded media to resume from');
         return {
           from: job.status,
           to: 'DUBBING',
           reason: `resumed by ${user.username}`,
           patch: { generation, attempt: 0, failedStage: null, error: null },
           eventPayload: { checkpoint },
-          outbox: [
-            {
-              kind: 'enqueue',
-              jobId: job.id,
-              payload: {
-                stage: 'dub',
-                queueJobId: stageJobId(job.id, 'dub', generation),
-                payload: {
-                  jobId: job.id,
-                  generation,
-                  workDir: job.id,
-                  mediaPath: source.path,
-                  ...(subtitles ? { subtitlePath: subtitles.path } : {}),
-                  targetLang: job.targetLang,
-                  ...(checkpoint ? { checkpoint: checkpoint as never } : {}),
-                },
-              },
-            },
-          ],
+          outbox: [{ kind: 'enqueue', jobId: job.id, payload: dub }],
         };
       });
       await deliverNow(result.outboxItems);
@@ -327,16 +289,11 @@ export type JobsService = ReturnType<typeof createJobsService>;
 
 function parseStatuses(raw: string): JobState[] {
   const states = [...new Set(raw.split(','))];
-  const unknown = states.filter((s) => !isJobStateName(s));
+  const unknown = states.filter((s) => !isJobState(s));
   if (unknown.length > 0) {
     throw new ValidationError('VALIDATION_FAILED', `unknown status ${unknown.join(', ')}`, {
       details: unknown.map((s) => ({ path: 'querystring.status', message: `unknown state "${s}"` })),
     });
   }
   return states as JobState[];
-}
-
-const STATE_NAMES = new Set(['QUEUED', 'DOWNLOADING', 'DOWNLOADED', 'DUBBING', 'DUBBED', 'MUXING', 'COMPLETE', 'FAILED', 'CANCELED']);
-function isJobStateName(s: string): boolean {
-  return STATE_NAMES.has(s);
 }
