@@ -9,7 +9,7 @@ import { ALL_EVENT_CHANNELS, CHANNEL_SCHEMAS, CONTROL_CANCEL_CHANNEL, type Cance
 import type { DownloadPayload, DubPayload } from '@dubgate/contracts/stages';
 import type { Stage } from '@dubgate/contracts/states';
 import { registerContractFormats } from '@dubgate/queues/validation';
-import { createLogger } from '@dubgate/runtime/logger';
+import { createLogger, type Logger } from '@dubgate/runtime/logger';
 
 registerContractFormats();
 
@@ -35,7 +35,7 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
   }
 }
 
-export const testLogger = () => createLogger({ name: 'worker-sdk-test', level: process.env.TEST_LOG ? 'debug' : 'silent' });
+export const testLogger = (): Logger => createLogger({ name: 'worker-sdk-test', level: process.env.TEST_LOG ? 'debug' : 'silent' });
 
 export function tempDir(label: string): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), `dubgate-${label}-`));
