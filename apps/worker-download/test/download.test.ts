@@ -1,6 +1,6 @@
 // The download stage end to end on a real Redis and a local HTTP server: streaming with progress,
 // sidecar subtitles, ffprobe metadata, Range resume, cancel, SSRF, the size cap, web pages.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { DownloadSettings } from '../src/download.js';
@@ -50,6 +50,17 @@ async function harness(settings: Partial<DownloadSettings> = {}): Promise<Harnes
 }
 
 const newJobId = () => `job-${rand()}`;
+
+/**
+ * Drops the connection in the middle of a response once the worker has written `bytes` of it to
+ * `part`. Dropped any earlier, a busy worker may not have read them yet: a reset discards what
+ * sat in its socket buffer, and an aborted pipeline what its file stream had not flushed, and
+ * there is nothing to resume from.
+ */
+async function dropOnceWritten(res: import('node:http').ServerResponse, part: string, bytes: number): Promise<void> {
+  await waitFor(() => existsSync(part) && statSync(part).size >= bytes, undefined, `${bytes} bytes in ${part}`);
+  res.destroy();
+}
 const files = (h: Harness, jobId: string) => (existsSync(join(h.mediaRoot, jobId)) ? readdirSync(join(h.mediaRoot, jobId)).sort() : []);
 /** Resolves every name to `address` (what DNS would answer for a hostile name). */
 const resolveTo =
@@ -103,7 +114,7 @@ describe('a direct media URL', () => {
       if (n > 1) return full(req, res, n);
       // The first answer promises the whole file, sends half, and drops the connection.
       res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': fx.video.length, 'accept-ranges': 'bytes', etag: '"r1"' });
-      res.write(fx.video.subarray(0, half), () => setTimeout(() => res.destroy(), 50));
+      res.write(fx.video.subarray(0, half), () => void dropOnceWritten(res, join(h.mediaRoot, jobId, 'source.part'), half));
     });
     const id = await h.add(payload(jobId, `${srv.base}/drop/v.mp4`), 2);
     const job = await h.settle(id);
@@ -133,7 +144,7 @@ describe('a direct media URL', () => {
     srv.route('/norange/v.mp4', (req, res, n) => {
       if (n > 1) return whole(req, res, n);
       res.writeHead(200, { 'content-type': 'video/mp4', 'content-length': fx.video.length });
-      res.write(fx.video.subarray(0, 1000), () => setTimeout(() => res.destroy(), 50));
+      res.write(fx.video.subarray(0, 1000), () => void dropOnceWritten(res, join(h.mediaRoot, jobId, 'source.part'), 1000));
     });
     const id = await h.add(payload(jobId, `${srv.base}/norange/v.mp4`), 2);
     await h.settle(id);
