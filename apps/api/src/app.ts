@@ -5,20 +5,9 @@ import addFormatsModule from 'ajv-formats';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { Redis } from 'ioredis';
-import { openDatabase, closeDatabase, type Database } from '@dubgate/db/open';
-import { createJobsRepository } from '@dubgate/db/jobs';
-import { createEventsRepository } from '@dubgate/db/events';
-import { createOutboxRepository, groupCommittedOutbox } from '@dubgate/db/outbox';
-import { createAuthRepository } from '@dubgate/db/auth';
-import { createGroupCommit, type GroupCommit } from '@dubgate/db/group-commit';
-import { createRedisConnection, closeRedis, pingWithTimeout } from '@dubgate/queues/connections';
-import { createStageQueues } from '@dubgate/queues/stage-queues';
-import { createEventPublisher } from '@dubgate/queues/publisher';
-import { createOutboxDelivery } from '@dubgate/queues/outbox-delivery';
+import { pingWithTimeout } from '@dubgate/queues/connections';
 import { gatewayKeys } from '@dubgate/queues/names';
-import { SESSION_REVOKED_CHANNEL, USER_DISABLED_CHANNEL } from '@dubgate/contracts/auth';
-import { createMetrics, groupCommitMetrics, type Metrics } from '@dubgate/runtime/metrics';
+import { createMetrics, type Metrics } from '@dubgate/runtime/metrics';
 import { loggerOptions } from '@dubgate/runtime/logger';
 import type { ApiConfig } from './config.js';
 import errorsPlugin from './plugins/errors.js';
@@ -27,7 +16,11 @@ import jobsRoutes from './routes/jobs.js';
 import authRoutes from './routes/auth.js';
 import usersRoutes from './routes/users.js';
 import observabilityRoutes, { mediaRootWritable } from './routes/observability.js';
-import { createJobsService } from './services/jobs-service.js';
+import sqlitePlugin from './plugins/sqlite.js';
+import redisPlugin from './plugins/redis.js';
+import stageQueuesPlugin from './plugins/stage-queues.js';
+import jobsServicePlugin from './plugins/jobs-service.js';
+import { createRevocations } from './services/revocations.js';
 import { ensureAdmin } from './services/bootstrap.js';
 
 const addFormats = addFormatsModule.default;
@@ -44,25 +37,6 @@ declare module 'fastify' {
     /** Set on the start that created the first admin without ADMIN_PASSWORD: print it once. */
     generatedAdminPassword: string | null;
   }
-}
-
-/** Reads the scheduler's download hold at most every 500 ms: it is on the ingest path. */
-function createHoldReader(redis: Redis, key: string) {
-  let cached: { at: number; value: string | null } | null = null;
-  return async (): Promise<string | null> => {
-    if (cached && Date.now() - cached.at < 500) return cached.value;
-    const raw = await redis.get(key);
-    let value: string | null = null;
-    if (raw) {
-      try {
-        value = (JSON.parse(raw) as { message?: string }).message ?? 'downloads are held';
-      } catch {
-        value = 'downloads are held';
-      }
-    }
-    cached = { at: Date.now(), value };
-    return value;
-  };
 }
 
 /**
@@ -101,7 +75,8 @@ function trustProxy(value: string): boolean | string {
 
 /**
  * Builds the api without listening, so tests drive it with `app.inject()`.
- * Everything it opens (SQLite, Redis, queues) is closed by `app.close()`.
+ * Everything it opens (SQLite, Redis, queues) is closed by `app.close()`, or before it throws
+ * when the start fails: each resource is a plugin under plugins/ with its own onClose.
  */
 export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> {
   const { config } = deps;
@@ -135,75 +110,34 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
   });
 
   const metrics = deps.metrics ?? createMetrics({ service: 'api' });
-  let db: Database | null = null;
-  let redis: Redis | null = null;
-  let groupCommit: GroupCommit | null = null;
-  app.addHook('onClose', async () => {
-    groupCommit?.flush();
-    await stageQueues?.close().catch((err: unknown) => app.log.warn({ err }, 'closing queues failed'));
-    if (redis) await closeRedis(redis);
-    closeDatabase(db);
-  });
-
-  db = openDatabase(config.DB_PATH);
-  const repos = {
-    jobs: createJobsRepository(db),
-    events: createEventsRepository(db),
-    outbox: createOutboxRepository(db),
-    auth: createAuthRepository(db),
-  };
-  redis = createRedisConnection(config.REDIS_URL, 'producer', { logger: app.log });
-  const keys = gatewayKeys(config.gatewayKeyPrefix);
-  const stageQueues = createStageQueues({
-    connection: redis,
-    prefix: config.queuePrefix,
-    retries: { download: config.MAX_RETRIES_DOWNLOAD, dub: config.MAX_RETRIES_DUB, mux: config.MAX_RETRIES_MUX },
-    backoffDelayMs: config.STAGE_BACKOFF_MS,
-    logger: app.log,
-  });
-  const publisher = createEventPublisher(redis);
-  const commits = createGroupCommit(db, { onCommit: groupCommitMetrics(metrics) });
-  groupCommit = commits;
-  const delivery = createOutboxDelivery({
-    store: groupCommittedOutbox(repos.outbox, commits),
-    stageQueues,
-    publisher,
-    pipeline: () => redis!.pipeline(),
-    logger: app.log,
-    ownership: { redis, ownerKey: keys.jobOwnerKey },
-  });
-
-  app.decorate('generatedAdminPassword', await ensureAdmin(repos.auth, config, app.log));
-
-  const jobsCreated = metrics.counter({ name: 'jobs_created_total', help: 'Jobs accepted by the API' });
-  const jobs = createJobsService({
-    ...repos,
-    stageQueues,
-    delivery,
-    mediaRoot,
-    allowPrivateUrls: config.ALLOW_PRIVATE_URLS,
-    log: app.log,
-    onJobCreated: () => jobsCreated.inc(),
-    downloadsHeld: createHoldReader(redis, keys.downloadsHeldKey),
-    groupCommit: commits,
-    maxPendingCreates: config.API_MAX_PENDING_CREATES,
-    failpoint: config.DUBGATE_FAILPOINT,
-  });
-
-  // Realtime nodes never read SQLite: a key refuses new connections, a message closes live ones.
-  async function publishRevocation(sessionId: string, expiresAt: Date) {
-    const ttlMs = Math.max(1_000, expiresAt.getTime() - Date.now());
-    await redis!.set(keys.revokedSessionKey(sessionId), '1', 'PX', ttlMs);
-    await redis!.publish(SESSION_REVOKED_CHANNEL, sessionId);
+  try {
+    await registerAll(app, config, metrics, mediaRoot);
+  } catch (err) {
+    // A start that fails part way still releases what the plugins loaded so far had opened:
+    // each one's onClose runs, even if another's throws.
+    await app.close().catch((closeErr: unknown) => app.log.warn({ err: closeErr }, 'closing after a failed start failed'));
+    throw err;
   }
-  async function publishUserDisabled(userId: string) {
-    await redis!.set(keys.userDisabledKey(userId), '1');
-    await redis!.publish(USER_DISABLED_CHANNEL, userId);
-  }
-  async function clearUserDisabled(userId: string) {
-    await redis!.del(keys.userDisabledKey(userId));
-  }
+  return app;
+}
 
+/**
+ * Resources first (each plugin closes what it opened), then what is served on top of them.
+ * Plugins close in the reverse order: Redis after SQLite, so the writes the last flush commits
+ * can still be delivered.
+ */
+async function registerAll(app: FastifyInstance, config: ApiConfig, metrics: Metrics, mediaRoot: string): Promise<void> {
+  await app.register(redisPlugin, { url: config.REDIS_URL });
+  await app.register(sqlitePlugin, { dbPath: config.DB_PATH, metrics });
+  await app.register(stageQueuesPlugin, { config });
+  await app.register(jobsServicePlugin, { config, metrics, mediaRoot });
+  app.decorate('generatedAdminPassword', await ensureAdmin(app.repos.auth, config, app.log));
+  await registerRoutes(app, config, metrics, mediaRoot);
+}
+
+async function registerRoutes(app: FastifyInstance, config: ApiConfig, metrics: Metrics, mediaRoot: string): Promise<void> {
+  const { db, redis, repos, stageQueues } = app;
+  const revocations = createRevocations(redis, gatewayKeys(config.gatewayKeyPrefix));
   await app.register(errorsPlugin);
   await app.register(fastifySwagger, {
     openapi: {
@@ -224,22 +158,21 @@ export async function buildApp(deps: ApiDependencies): Promise<FastifyInstance> 
     stageQueues,
     mediaRoot,
     checks: {
-      redis: () => pingWithTimeout(redis!, 1_000),
-      sqlite: () => db!.prepare('SELECT 1').pluck().get() === 1,
+      redis: () => pingWithTimeout(redis, 1_000),
+      sqlite: () => db.prepare('SELECT 1').pluck().get() === 1,
       filesystem: () => mediaRootWritable(mediaRoot),
     },
   });
-  await app.register(jobsRoutes, { jobs });
+  await app.register(jobsRoutes, { jobs: app.jobs });
   await app.register(authRoutes, {
     auth: repos.auth,
     sessionTtlSeconds: config.SESSION_TTL_SECONDS,
     cookieSecure: config.COOKIE_SECURE,
     loginMaxPerClient: config.LOGIN_MAX_PER_CLIENT,
     loginMaxPerUsername: config.LOGIN_MAX_PER_USERNAME,
-    publishRevocation,
+    publishRevocation: revocations.publishRevocation,
   });
-  await app.register(usersRoutes, { auth: repos.auth, onUserDisabled: publishUserDisabled, onUserEnabled: clearUserDisabled });
-  app.get('/api/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+  await app.register(usersRoutes, { auth: repos.auth, onUserDisabled: revocations.publishUserDisabled, onUserEnabled: revocations.clearUserDisabled });
 
-  return app;
+  app.get('/api/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
 }
